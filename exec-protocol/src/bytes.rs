@@ -1,0 +1,73 @@
+//! Byte strings carried as standard base64 (RFC 4648 alphabet, with padding).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Bytes that travel as a base64 string.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Base64Bytes(pub Vec<u8>);
+
+impl Base64Bytes {
+    pub fn encode(bytes: &[u8]) -> String {
+        STANDARD.encode(bytes)
+    }
+    pub fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+        STANDARD.decode(text)
+    }
+}
+
+impl std::fmt::Debug for Base64Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Base64Bytes({} bytes)", self.0.len())
+    }
+}
+
+impl From<Vec<u8>> for Base64Bytes {
+    fn from(v: Vec<u8>) -> Self {
+        Self(v)
+    }
+}
+
+impl Serialize for Base64Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Base64Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map(Base64Bytes)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A borrowed byte slice serialized as base64, for hot paths that must not copy.
+pub struct Base64Ref<'a>(pub &'a [u8]);
+
+impl Serialize for Base64Ref<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_reports_bad_symbols() {
+        let b = Base64Bytes(b"hi\n".to_vec());
+        let s = serde_json::to_string(&b).unwrap();
+        assert_eq!(s, "\"aGkK\"");
+        assert_eq!(serde_json::from_str::<Base64Bytes>(&s).unwrap(), b);
+        let err = serde_json::from_str::<Base64Bytes>("\"!!!!\"").unwrap_err();
+        assert!(
+            err.to_string().contains("Invalid symbol 33, offset 0"),
+            "{err}"
+        );
+    }
+}

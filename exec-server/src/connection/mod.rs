@@ -1,0 +1,208 @@
+//! One client connection, independent of its transport: handshake state, decoding,
+//! dispatch (concurrent by default, strictly ordered with `--concurrent-requests 1`),
+//! `$/cancelRequest`, and detaching the session when the connection ends.
+
+pub mod outbound;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use exec_protocol::envelope::{RequestId, encode_error};
+use exec_protocol::environment::CancelParams;
+use exec_protocol::{Incoming, Request, RpcError, methods};
+use tokio::sync::{Semaphore, oneshot};
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::rpc::{self, Reply};
+use crate::server::ServerState;
+use crate::session::{Session, lock};
+use outbound::Outbound;
+
+enum Phase {
+    New,
+    /// `initialize` answered, `initialized` not yet received.
+    Initialized(Arc<Session>),
+    Ready(Arc<Session>),
+}
+
+pub struct Connection {
+    pub id: u64,
+    /// Prefix of parse errors, e.g. "failed to parse websocket JSON-RPC message from
+    /// exec-server websocket 127.0.0.1:5000".
+    parse_prefix: String,
+    pub server: Arc<ServerState>,
+    pub out: Outbound,
+    phase: Mutex<Phase>,
+    inflight: Mutex<HashMap<RequestId, oneshot::Sender<()>>>,
+    limiter: Arc<Semaphore>,
+}
+
+impl Connection {
+    pub fn new(server: Arc<ServerState>, out: Outbound, parse_prefix: String) -> Arc<Connection> {
+        let permits = server
+            .config
+            .concurrent_requests
+            .clamp(1, Semaphore::MAX_PERMITS);
+        Arc::new(Connection {
+            id: server.next_connection_id(),
+            parse_prefix,
+            out,
+            phase: Mutex::new(Phase::New),
+            inflight: Mutex::new(HashMap::new()),
+            limiter: Arc::new(Semaphore::new(permits)),
+            server,
+        })
+    }
+
+    /// The session for a request of `family`, or the handshake-state error.
+    pub fn session(&self, family: &str) -> Result<Arc<Session>, RpcError> {
+        match &*lock(&self.phase) {
+            Phase::New => Err(RpcError::invalid_request(format!(
+                "client must call initialize before using {family} methods"
+            ))),
+            Phase::Initialized(_) => Err(RpcError::invalid_request(format!(
+                "client must send initialized before using {family} methods"
+            ))),
+            Phase::Ready(s) if s.attached_to() == Some(self.id) => Ok(s.clone()),
+            Phase::Ready(_) => Err(RpcError::invalid_request(
+                "session has been resumed by another connection",
+            )),
+        }
+    }
+
+    /// Completes `initialize`: only once per connection; a failure leaves the slot free.
+    pub fn begin_session(
+        &self,
+        open: impl FnOnce() -> Result<Arc<Session>, RpcError>,
+    ) -> Result<Arc<Session>, RpcError> {
+        let mut phase = lock(&self.phase);
+        if !matches!(*phase, Phase::New) {
+            return Err(RpcError::invalid_request(
+                "initialize may only be sent once per connection",
+            ));
+        }
+        let session = open()?;
+        *phase = Phase::Initialized(session.clone());
+        Ok(session)
+    }
+
+    fn is_ready(&self) -> bool {
+        matches!(*lock(&self.phase), Phase::Ready(_))
+    }
+
+    /// Handles one incoming message.
+    pub async fn handle_message(self: &Arc<Self>, bytes: &[u8]) {
+        match Incoming::decode(bytes) {
+            Err(e) => {
+                let err = RpcError::invalid_request(format!("{}: {e}", self.parse_prefix));
+                let _ = self.out.send(encode_error(&RequestId::UNKNOWN, &err)).await;
+            }
+            Ok(Incoming::Request(req)) => self.handle_request(req).await,
+            Ok(Incoming::Notification(n)) => self.handle_notification(&n.method, n.params),
+            Ok(Incoming::Response { id, .. }) | Ok(Incoming::Error { id, .. }) => {
+                debug!(conn = self.id, %id, "ignoring a response to a request this server did not send");
+            }
+        }
+    }
+
+    fn handle_notification(&self, method: &str, params: serde_json::Value) {
+        match method {
+            methods::INITIALIZED => {
+                let mut phase = lock(&self.phase);
+                match std::mem::replace(&mut *phase, Phase::New) {
+                    Phase::Initialized(s) | Phase::Ready(s) => *phase = Phase::Ready(s),
+                    Phase::New => {
+                        warn!(conn = self.id, "`initialized` before `initialize`; ignored")
+                    }
+                }
+            }
+            methods::CANCEL_REQUEST => match serde_json::from_value::<CancelParams>(params) {
+                Ok(p) => {
+                    if let Some(cancel) = lock(&self.inflight).remove(&p.id) {
+                        let _ = cancel.send(());
+                    }
+                }
+                Err(e) => warn!(conn = self.id, error = %e, "malformed $/cancelRequest ignored"),
+            },
+            other => debug!(
+                conn = self.id,
+                method = other,
+                "unknown notification ignored"
+            ),
+        }
+    }
+
+    async fn handle_request(self: &Arc<Self>, req: Request) {
+        let concurrent = self.server.config.concurrent_requests > 1 && self.is_ready();
+        let span = info_span!("request", conn = self.id, id = %req.id, method = %req.method);
+        if !concurrent {
+            let reply = rpc::dispatch(self, &req.method, req.params)
+                .instrument(span)
+                .await;
+            self.respond(&req.id, reply).await;
+            return;
+        }
+        // Writes to one process are queued here, in arrival order; only their completion
+        // runs concurrently.
+        let Request { id, method, params } = req;
+        let (pending_write, params) = if method == methods::PROCESS_WRITE {
+            match rpc::process::write_enqueue(self, params)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(step) => (Some(step), serde_json::Value::Null),
+                Err(e) => return self.respond(&id, Err(e)).await,
+            }
+        } else {
+            (None, params)
+        };
+        let Ok(permit) = self.limiter.clone().acquire_owned().await else {
+            return;
+        };
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        lock(&self.inflight).insert(id.clone(), cancel_tx);
+        let conn = self.clone();
+        tokio::spawn(
+            async move {
+                let work = async {
+                    match pending_write {
+                        Some(step) => rpc::process::write_finish(step).await,
+                        None => rpc::dispatch(&conn, &method, params).await,
+                    }
+                };
+                let reply = tokio::select! {
+                    reply = work => {
+                        lock(&conn.inflight).remove(&id);
+                        reply
+                    }
+                    Ok(()) = cancel_rx => Err(RpcError::cancelled()),
+                };
+                conn.respond(&id, reply).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn respond(&self, id: &RequestId, reply: Reply) {
+        let text = match reply {
+            Ok(raw) => rpc::encode_raw_response(id, &raw),
+            Err(e) => encode_error(id, &e),
+        };
+        let _ = self.out.send(text).await;
+    }
+
+    /// The transport ended: detach the session and cancel what is still running.
+    pub fn closed(&self) {
+        for (_, cancel) in lock(&self.inflight).drain() {
+            let _ = cancel.send(());
+        }
+        let session = match &*lock(&self.phase) {
+            Phase::New => None,
+            Phase::Initialized(s) | Phase::Ready(s) => Some(s.clone()),
+        };
+        if let Some(s) = session {
+            self.server.sessions.detach(&s, self.id);
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The process engine: one [`Process`] per started child with its output ring, seq
+//! counter, exit state and stdin queue. `start` spawns and hands the child to its pump.
+
+pub mod env;
+pub mod fdio;
+pub mod pump;
+pub mod ring;
+pub mod spawn;
+pub mod stdin;
+pub mod table;
+
+use std::collections::{HashSet, VecDeque};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use exec_protocol::process::{
+    ExitReason, OutputChunk, OutputStream, ProcessInfo, ProcessSignal, ReadParams, ReadResult,
+    StartParams, StartResult, TerminalSize, WriteStatus,
+};
+use exec_protocol::{Base64Bytes, RpcError};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tracing::{Instrument, info_span};
+
+use crate::config::ServerConfig;
+use crate::session::{Session, lock};
+use ring::{Chunk, OutputRing};
+use stdin::StdinOp;
+
+/// How many `writeId`s a process remembers for deduplication.
+const WRITE_IDS_REMEMBERED: usize = 4096;
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitInfo {
+    pub code: i32,
+    pub reason: ExitReason,
+    pub signal: Option<Signal>,
+}
+
+struct State {
+    ring: OutputRing,
+    next_seq: u64,
+    exit: Option<ExitInfo>,
+    closed: bool,
+    write_ids: HashSet<String>,
+    write_order: VecDeque<String>,
+}
+
+/// A started child process.
+pub struct Process {
+    pub id: String,
+    pub pid: u32,
+    pub tty: bool,
+    pub argv: Vec<String>,
+    pub metadata: Option<Value>,
+    pub started_at_ms: u64,
+    state: Mutex<State>,
+    /// Bumped on every state change; long-polling readers wait on it.
+    version: watch::Sender<u64>,
+    stdin: Mutex<Option<mpsc::Sender<StdinOp>>>,
+    pty_master: Option<Arc<OwnedFd>>,
+    /// Tells the pump to kill the group and stop (session end, server exit).
+    stop: Notify,
+}
+
+impl Process {
+    fn bump(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Records an output chunk and returns its seq.
+    pub fn push_output(&self, stream: OutputStream, data: Bytes) -> u64 {
+        let seq = {
+            let mut st = lock(&self.state);
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.ring.push(Chunk { seq, stream, data });
+            seq
+        };
+        self.bump();
+        seq
+    }
+
+    /// Records the exit and returns its seq.
+    pub fn set_exited(&self, info: ExitInfo) -> u64 {
+        let seq = {
+            let mut st = lock(&self.state);
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.exit = Some(info);
+            seq
+        };
+        self.bump();
+        seq
+    }
+
+    /// Records that every output stream ended after the exit; returns its seq.
+    pub fn set_closed(&self) -> u64 {
+        let seq = {
+            let mut st = lock(&self.state);
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.closed = true;
+            seq
+        };
+        self.close_stdin();
+        self.bump();
+        seq
+    }
+
+    pub fn exit_info(&self) -> Option<ExitInfo> {
+        lock(&self.state).exit
+    }
+
+    pub fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+
+    /// `process/read`: retained chunks after `afterSeq`, long-polling up to `waitMs`.
+    pub async fn read(&self, params: &ReadParams) -> ReadResult {
+        let after = params.after_seq.unwrap_or(0);
+        let wait = Duration::from_millis(params.wait_ms.unwrap_or(0).min(3_600_000));
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut version = self.version.subscribe();
+        loop {
+            version.borrow_and_update();
+            if let Some(result) = self.read_now(after, params.max_bytes, wait.is_zero()) {
+                return result;
+            }
+            match tokio::time::timeout_at(deadline, version.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => {
+                    return self
+                        .read_now(after, params.max_bytes, true)
+                        .unwrap_or_else(|| unreachable_read());
+                }
+            }
+        }
+    }
+
+    /// Answers now when there is something to report (or `force`); `None` = keep waiting.
+    fn read_now(&self, after: u64, max_bytes: Option<usize>, force: bool) -> Option<ReadResult> {
+        let st = lock(&self.state);
+        let ready =
+            st.ring.has_after(after) || st.closed || (st.exit.is_some() && after + 1 < st.next_seq);
+        if !ready && !force {
+            return None;
+        }
+        let read = st.ring.read(after, max_bytes, st.next_seq);
+        let next_seq = match (read.truncated, read.chunks.last()) {
+            (true, Some(last)) => last.seq + 1,
+            _ => st.next_seq,
+        };
+        Some(ReadResult {
+            chunks: read
+                .chunks
+                .into_iter()
+                .map(|c| OutputChunk {
+                    seq: c.seq,
+                    stream: c.stream,
+                    chunk: Base64Bytes(c.data.to_vec()),
+                })
+                .collect(),
+            next_seq,
+            exited: st.exit.is_some(),
+            exit_code: st.exit.map(|e| e.code),
+            closed: st.closed,
+            failure: None,
+            sandbox_denied: false,
+            dropped_before_seq: read.dropped_before_seq,
+            reason: st.exit.map(|e| e.reason),
+        })
+    }
+
+    /// Queues a stdin write in arrival order; the receiver reports its outcome.
+    /// A repeated `writeId` is accepted without writing again.
+    pub async fn write(
+        &self,
+        write_id: String,
+        data: Vec<u8>,
+    ) -> Result<oneshot::Receiver<WriteStatus>, WriteStatus> {
+        let tx = lock(&self.stdin).clone().ok_or(WriteStatus::StdinClosed)?;
+        {
+            let mut st = lock(&self.state);
+            if st.write_ids.contains(&write_id) {
+                let (done, rx) = oneshot::channel();
+                let _ = done.send(WriteStatus::Accepted);
+                return Ok(rx);
+            }
+            st.write_ids.insert(write_id.clone());
+            st.write_order.push_back(write_id);
+            while st.write_order.len() > WRITE_IDS_REMEMBERED {
+                if let Some(old) = st.write_order.pop_front() {
+                    st.write_ids.remove(&old);
+                }
+            }
+        }
+        let (done, rx) = oneshot::channel();
+        tx.send(StdinOp::Write(data, done))
+            .await
+            .map_err(|_| WriteStatus::StdinClosed)?;
+        Ok(rx)
+    }
+
+    /// Closes stdin (EOF for pipes, end-of-file character for a PTY). False if already closed.
+    pub async fn close_stdin_request(&self) -> bool {
+        let tx = lock(&self.stdin).take();
+        match tx {
+            Some(tx) => tx.send(StdinOp::Close).await.is_ok(),
+            None => false,
+        }
+    }
+
+    fn close_stdin(&self) {
+        lock(&self.stdin).take();
+    }
+
+    /// Sends `signal` to the process group (for a PTY interrupt: its foreground group).
+    pub fn signal(&self, signal: ProcessSignal) -> bool {
+        if self.exit_info().is_some() {
+            return false;
+        }
+        let sig = match signal {
+            ProcessSignal::Interrupt => Signal::SIGINT,
+            ProcessSignal::Terminate => Signal::SIGTERM,
+            ProcessSignal::Kill => Signal::SIGKILL,
+            ProcessSignal::Hangup => Signal::SIGHUP,
+            ProcessSignal::Quit => Signal::SIGQUIT,
+            ProcessSignal::User1 => Signal::SIGUSR1,
+            ProcessSignal::User2 => Signal::SIGUSR2,
+        };
+        let group = match (&self.pty_master, signal) {
+            (Some(master), ProcessSignal::Interrupt | ProcessSignal::Quit) => {
+                spawn::foreground_group(master).unwrap_or(self.pid as i32)
+            }
+            _ => self.pid as i32,
+        };
+        killpg(Pid::from_raw(group), sig).is_ok()
+    }
+
+    /// SIGKILL to the whole group.
+    pub fn kill_group(&self) -> bool {
+        self.pid != 0 && killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL).is_ok()
+    }
+
+    pub fn resize(&self, size: TerminalSize) -> Result<(), RpcError> {
+        let master = self.pty_master.as_ref().ok_or_else(|| {
+            RpcError::invalid_request(format!("process {} has no terminal", self.id))
+        })?;
+        if self.is_closed() {
+            return Err(RpcError::invalid_request(format!(
+                "process {} has exited",
+                self.id
+            )));
+        }
+        spawn::set_window_size(master, size)
+            .map_err(|e| RpcError::internal(format!("resize failed: {e}")))
+    }
+
+    /// Asks the pump to kill the group and finish.
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
+
+    pub fn info(&self) -> ProcessInfo {
+        let st = lock(&self.state);
+        ProcessInfo {
+            process_id: self.id.clone(),
+            pid: Some(self.pid),
+            argv: self.argv.clone(),
+            tty: self.tty,
+            exited: st.exit.is_some(),
+            exit_code: st.exit.map(|e| e.code),
+            closed: st.closed,
+            started_at_ms: self.started_at_ms,
+            metadata: self.metadata.clone(),
+        }
+    }
+}
+
+fn unreachable_read() -> ReadResult {
+    ReadResult {
+        chunks: Vec::new(),
+        next_seq: 1,
+        exited: false,
+        exit_code: None,
+        closed: false,
+        failure: Some("internal: read did not complete".into()),
+        sandbox_denied: false,
+        dropped_before_seq: None,
+        reason: None,
+    }
+}
+
+/// Limits the pump enforces itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PumpLimits {
+    pub timeout: Option<Duration>,
+    pub output_bytes: Option<u64>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `process/start`: validates, spawns, registers the process and starts its pump.
+pub fn start(
+    session: &Arc<Session>,
+    params: StartParams,
+    cfg: &ServerConfig,
+) -> Result<StartResult, RpcError> {
+    if params.argv.is_empty() {
+        return Err(RpcError::invalid_params("argv must not be empty"));
+    }
+    if params.process_id.is_empty() {
+        return Err(RpcError::invalid_params("processId must not be empty"));
+    }
+    let policy = sandbox::SandboxPolicy::from_wire(params.sandbox.as_ref())
+        .map_err(|e| RpcError::invalid_params(e.to_string()))?;
+    let network_off = params
+        .env
+        .get("CODEX_SANDBOX_NETWORK_DISABLED")
+        .is_some_and(|v| v == "1");
+    if !policy.is_unrestricted() || network_off || params.enforce_managed_network {
+        return Err(RpcError::internal(
+            "sandbox unavailable: this build cannot enforce the requested sandbox policy; refusing to run unconfined",
+        ));
+    }
+    let limits = params.limits.clone().unwrap_or_default();
+    for (name, set) in [
+        ("memoryBytes", limits.memory_bytes.is_some()),
+        ("pids", limits.pids.is_some()),
+        ("cpuSeconds", limits.cpu_seconds.is_some()),
+    ] {
+        if set {
+            return Err(RpcError::invalid_params(format!(
+                "limits.{name} needs the sandbox launcher, which this build does not have"
+            )));
+        }
+    }
+    let cwd = params.cwd.path()?.to_path_buf();
+    let env = env::build(params.env_policy.as_ref(), &params.env, std::env::vars());
+    let size = params.size.unwrap_or(TerminalSize { cols: 80, rows: 24 });
+    if params.tty && (size.cols == 0 || size.rows == 0) {
+        return Err(RpcError::invalid_params(
+            "size.cols and size.rows must be positive",
+        ));
+    }
+    let spec = spawn::SpawnSpec {
+        argv: &params.argv,
+        arg0: params.arg0.as_deref(),
+        cwd: &cwd,
+        env: &env,
+        tty: params.tty.then_some(size),
+        pipe_stdin: params.pipe_stdin,
+    };
+    let process_id = params.process_id.clone();
+    let pump_limits = PumpLimits {
+        timeout: limits.timeout_ms.map(Duration::from_millis),
+        output_bytes: limits.output_bytes,
+    };
+    session.processes.insert_new(&process_id, || {
+        let spawned = spawn::spawn(&spec).map_err(|e| RpcError::internal(e.to_string()))?;
+        let (version, _) = watch::channel(0);
+        let (stdin_tx, stdin_handle) = match spawned.stdin {
+            Some(fd) => {
+                let (tx, rx) = mpsc::channel(256);
+                (Some(tx), Some((fd, rx)))
+            }
+            None => (None, None),
+        };
+        let process = Arc::new(Process {
+            id: process_id.clone(),
+            pid: spawned.pid,
+            tty: params.tty,
+            argv: params.argv.clone(),
+            metadata: params.metadata.clone(),
+            started_at_ms: now_ms(),
+            state: Mutex::new(State {
+                ring: OutputRing::new(cfg.output_retention_bytes, cfg.output_retention_chunks),
+                next_seq: 1,
+                exit: None,
+                closed: false,
+                write_ids: HashSet::new(),
+                write_order: VecDeque::new(),
+            }),
+            version,
+            stdin: Mutex::new(stdin_tx),
+            pty_master: spawned.pty_master.clone(),
+            stop: Notify::new(),
+        });
+        let span =
+            info_span!("process", session = %session.id, process = %process_id, pid = spawned.pid);
+        if let Some((fd, rx)) = stdin_handle {
+            tokio::spawn(stdin::run(fd, rx, params.tty).instrument(span.clone()));
+        }
+        let pump = pump::Pump {
+            process: process.clone(),
+            session: Arc::downgrade(session),
+            child: spawned.child,
+            sources: spawned.sources,
+            limits: pump_limits,
+            retention: cfg.process_retention,
+        };
+        tokio::spawn(pump.run().instrument(span));
+        Ok(process)
+    })?;
+    Ok(StartResult {
+        process_id: params.process_id,
+        sandbox_type: "none".into(),
+        sandbox: None,
+    })
+}
