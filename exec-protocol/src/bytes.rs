@@ -65,9 +65,6 @@ mod tests {
         assert_eq!(s, "\"aGkK\"");
         assert_eq!(serde_json::from_str::<Base64Bytes>(&s).unwrap(), b);
         let err = serde_json::from_str::<Base64Bytes>("\"!!!!\"").unwrap_err();
-        assert!(
-            err.to_string().contains("Invalid symbol 33, offset 0"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("Invalid symbol 33, offset 0"), "{err}");
     }
 }

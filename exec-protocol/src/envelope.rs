@@ -70,10 +70,9 @@ impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DecodeError::Json(e) => write!(f, "{e}"),
-            DecodeError::TooManyValues => write!(
-                f,
-                "JSON-RPC message exceeds the limit of {MAX_JSON_VALUES} JSON values"
-            ),
+            DecodeError::TooManyValues => {
+                write!(f, "JSON-RPC message exceeds the limit of {MAX_JSON_VALUES} JSON values")
+            }
             DecodeError::NotObject => write!(f, "expected a JSON-RPC object"),
             DecodeError::Field(m) => f.write_str(m),
         }
@@ -94,9 +93,7 @@ impl Incoming {
         };
         let id = match obj.remove("id") {
             None => None,
-            Some(v) => {
-                Some(RequestId::deserialize(v).map_err(|e| DecodeError::Field(e.to_string()))?)
-            }
+            Some(v) => Some(RequestId::deserialize(v).map_err(|e| DecodeError::Field(e.to_string()))?),
         };
         let params = obj.remove("params").unwrap_or(Value::Null);
         match (obj.remove("method"), id) {
@@ -195,12 +192,8 @@ pub struct RequestOut<'a, T: Serialize> {
 }
 
 pub fn encode_response<T: Serialize>(id: &RequestId, result: T) -> String {
-    serde_json::to_string(&ResponseOut { id, result }).unwrap_or_else(|e| {
-        encode_error(
-            id,
-            &RpcError::internal(format!("failed to encode result: {e}")),
-        )
-    })
+    serde_json::to_string(&ResponseOut { id, result })
+        .unwrap_or_else(|e| encode_error(id, &RpcError::internal(format!("failed to encode result: {e}"))))
 }
 
 pub fn encode_error(id: &RequestId, error: &RpcError) -> String {
@@ -222,9 +215,7 @@ mod tests {
 
     #[test]
     fn classifies_messages() {
-        assert!(
-            matches!(decode(r#"{"id":1,"method":"a"}"#), Ok(Incoming::Request(r)) if r.params.is_null())
-        );
+        assert!(matches!(decode(r#"{"id":1,"method":"a"}"#), Ok(Incoming::Request(r)) if r.params.is_null()));
         assert!(
             matches!(decode(r#"{"id":"x","method":"a","jsonrpc":"2.0"}"#), Ok(Incoming::Request(r)) if r.id == RequestId::Str("x".into()))
         );
@@ -249,11 +240,7 @@ mod tests {
             decode(r#"{"id":1.5,"method":"a"}"#).unwrap_err(),
             "data did not match any variant of untagged enum RequestId"
         );
-        assert!(
-            decode("{1:2}")
-                .unwrap_err()
-                .contains("key must be a string")
-        );
+        assert!(decode("{1:2}").unwrap_err().contains("key must be a string"));
     }
 
     #[test]
@@ -268,11 +255,7 @@ mod tests {
                 .contains("exceeds the limit of 262144 JSON values")
         );
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        assert!(
-            decode(&deep)
-                .unwrap_err()
-                .contains("recursion limit exceeded")
-        );
+        assert!(decode(&deep).unwrap_err().contains("recursion limit exceeded"));
     }
 
     #[test]

@@ -50,10 +50,7 @@ impl RpcError {
         Self::new(ErrorCode::NOT_FOUND, message)
     }
     pub fn method_not_found(method: &str) -> Self {
-        Self::new(
-            ErrorCode::METHOD_NOT_FOUND,
-            format!("method not found: {method}"),
-        )
+        Self::new(ErrorCode::METHOD_NOT_FOUND, format!("method not found: {method}"))
     }
     pub fn cancelled() -> Self {
         Self::new(ErrorCode::REQUEST_CANCELLED, "request cancelled")

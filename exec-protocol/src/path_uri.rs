@@ -20,9 +20,7 @@ pub struct PathUri {
 
 impl PathUri {
     pub fn from_path(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: Ok(path.into()),
-        }
+        Self { path: Ok(path.into()) }
     }
 
     /// Parses a URI string; `Err` carries the -32602 message.
@@ -42,9 +40,7 @@ impl PathUri {
 
     /// The local path, or the -32600 error for a URI that names another host.
     pub fn path(&self) -> Result<&Path, RpcError> {
-        self.path
-            .as_deref()
-            .map_err(|m| RpcError::invalid_request(m.clone()))
+        self.path.as_deref().map_err(|m| RpcError::invalid_request(m.clone()))
     }
 
     pub fn to_uri_string(&self) -> String {

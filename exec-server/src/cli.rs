@@ -83,9 +83,7 @@ impl ServeArgs {
                 return Err("WebSocket auth flags cannot be used with `--listen stdio`".into());
             }
             ListenAddr::Ws(addr)
-                if !addr.ip().is_loopback()
-                    && !ws_auth.is_enabled()
-                    && !self.allow_unauthenticated_non_loopback =>
+                if !addr.ip().is_loopback() && !ws_auth.is_enabled() && !self.allow_unauthenticated_non_loopback =>
             {
                 return Err(format!(
                     "refusing to listen on non-loopback address {addr} without `--ws-auth`; \
@@ -119,9 +117,7 @@ fn init_logging() {
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
 
 pub fn main() -> ExitCode {

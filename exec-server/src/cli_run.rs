@@ -101,9 +101,7 @@ async fn run_inner(args: RunArgs) -> Result<u8, String> {
         .map_err(|e| e.to_string())?;
     let mut env = BTreeMap::new();
     for kv in &args.env {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("--env `{kv}` is not K=V"))?;
+        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--env `{kv}` is not K=V"))?;
         env.insert(k.to_string(), v.to_string());
     }
     if args.tty
@@ -130,8 +128,7 @@ async fn run_inner(args: RunArgs) -> Result<u8, String> {
         .request_value(methods::PROCESS_START, start)
         .await
         .map_err(|e| e.to_string())?;
-    let _raw =
-        (args.tty && nix::unistd::isatty(std::io::stdin()).unwrap_or(false)).then(RawMode::enable);
+    let _raw = (args.tty && nix::unistd::isatty(std::io::stdin()).unwrap_or(false)).then(RawMode::enable);
     let client = std::sync::Arc::new(client);
     tokio::spawn(forward_stdin(client.clone(), process_id.clone()));
     let mut winch = signal(SignalKind::window_change()).map_err(|e| e.to_string())?;
@@ -184,21 +181,15 @@ async fn forward_stdin(client: std::sync::Arc<ExecServerClient>, process_id: Str
         match stdin.read(&mut buf).await {
             Ok(0) | Err(_) => {
                 let _ = client
-                    .request_value(
-                        methods::PROCESS_CLOSE_STDIN,
-                        json!({"processId": process_id}),
-                    )
+                    .request_value(methods::PROCESS_CLOSE_STDIN, json!({"processId": process_id}))
                     .await;
                 return;
             }
             Ok(n) => {
                 write_id += 1;
-                let params = json!({"processId": process_id, "chunk": b64.encode(&buf[..n]), "writeId": write_id.to_string()});
-                if client
-                    .request_value(methods::PROCESS_WRITE, params)
-                    .await
-                    .is_err()
-                {
+                let params =
+                    json!({"processId": process_id, "chunk": b64.encode(&buf[..n]), "writeId": write_id.to_string()});
+                if client.request_value(methods::PROCESS_WRITE, params).await.is_err() {
                     return;
                 }
             }

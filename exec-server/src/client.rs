@@ -51,8 +51,8 @@ impl ExecServerClient {
             .into_client_request()
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         if let Some(token) = bearer {
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|e| ClientError::Connect(e.to_string()))?;
+            let value =
+                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| ClientError::Connect(e.to_string()))?;
             request.headers_mut().insert("authorization", value);
         }
         let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
@@ -104,9 +104,7 @@ impl ExecServerClient {
                     }
                     Ok(Incoming::Request(r)) => {
                         let err = RpcError::method_not_found(&r.method);
-                        let _ = reply.send(Message::text(exec_protocol::envelope::encode_error(
-                            &r.id, &err,
-                        )));
+                        let _ = reply.send(Message::text(exec_protocol::envelope::encode_error(&r.id, &err)));
                     }
                     _ => {}
                 }
@@ -141,14 +139,8 @@ impl ExecServerClient {
     }
 
     /// Sends a request with typed params and result.
-    pub async fn request<P: Serialize, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        params: P,
-    ) -> Result<R, ClientError> {
-        let value = self
-            .request_value(method, serde_json::to_value(params)?)
-            .await?;
+    pub async fn request<P: Serialize, R: DeserializeOwned>(&self, method: &str, params: P) -> Result<R, ClientError> {
+        let value = self.request_value(method, serde_json::to_value(params)?).await?;
         Ok(serde_json::from_value(value)?)
     }
 
@@ -159,17 +151,12 @@ impl ExecServerClient {
     }
 
     /// `initialize` then `initialized`.
-    pub async fn initialize(
-        &self,
-        client_name: &str,
-        resume: Option<String>,
-    ) -> Result<InitializeResult, ClientError> {
+    pub async fn initialize(&self, client_name: &str, resume: Option<String>) -> Result<InitializeResult, ClientError> {
         let params = serde_json::json!(InitializeParamsOut {
             client_name,
             resume_session_id: resume
         });
-        let result: InitializeResult =
-            serde_json::from_value(self.request_value(methods::INITIALIZE, params).await?)?;
+        let result: InitializeResult = serde_json::from_value(self.request_value(methods::INITIALIZE, params).await?)?;
         self.notify(methods::INITIALIZED, serde_json::json!({}))?;
         Ok(result)
     }

@@ -89,10 +89,7 @@ pub fn detect(cfg: &ServerConfig) -> EnvironmentInfo {
     let provider = Sha256::digest(format!("{server}/{}", std::env::consts::ARCH));
     let provider_id = format!(
         "sha256:{}",
-        provider
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        provider.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     EnvironmentInfo {
         shell: shell(),

@@ -14,6 +14,9 @@ use crate::fs::handles::FileHandles;
 use crate::fs::watch::Watches;
 use crate::process::table::ProcessTable;
 
+/// How long a resume waits for the session's previous connection to detach.
+const RESUME_WAIT: Duration = Duration::from_millis(500);
+
 /// Locks a mutex, recovering the data if a panicking thread poisoned it.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -99,13 +102,22 @@ impl SessionRegistry {
         session
     }
 
+    /// Re-attaches a session, waiting up to `RESUME_WAIT` for a previous connection that
+    /// is going away (a client reconnects faster than the server sees the old socket drop).
+    pub async fn resume_waiting(&self, id: &str, conn_id: u64, outbound: Outbound) -> Result<Arc<Session>, RpcError> {
+        let deadline = tokio::time::Instant::now() + RESUME_WAIT;
+        loop {
+            match self.resume(id, conn_id, outbound.clone()) {
+                Err(e) if e.code == ErrorCode::SESSION_BUSY && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Re-attaches a detached session to `conn_id`.
-    pub fn resume(
-        &self,
-        id: &str,
-        conn_id: u64,
-        outbound: Outbound,
-    ) -> Result<Arc<Session>, RpcError> {
+    pub fn resume(&self, id: &str, conn_id: u64, outbound: Outbound) -> Result<Arc<Session>, RpcError> {
         let session = lock(&self.sessions)
             .get(id)
             .cloned()

@@ -74,9 +74,7 @@ fn paths(v: Option<&Value>) -> Result<Vec<PathBuf>, PolicyError> {
         return Ok(Vec::new());
     };
     let Value::Array(items) = v else {
-        return Err(PolicyError::Invalid(
-            "writable roots must be an array".into(),
-        ));
+        return Err(PolicyError::Invalid("writable roots must be an array".into()));
     };
     items
         .iter()
@@ -95,19 +93,14 @@ fn paths(v: Option<&Value>) -> Result<Vec<PathBuf>, PolicyError> {
 
 /// The managed permission profile of a Codex client.
 fn from_managed(permissions: &Value, roots: Option<&Value>) -> Result<SandboxPolicy, PolicyError> {
-    let kind = permissions
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let kind = permissions.get("type").and_then(Value::as_str).unwrap_or_default();
     match kind {
         "disabled" | "danger-full-access" | "dangerFullAccess" | "unrestricted" => {
             return Ok(SandboxPolicy::DangerFullAccess);
         }
         "managed" => {}
         other => {
-            return Err(PolicyError::Unsupported(format!(
-                "permission profile `{other}`"
-            )));
+            return Err(PolicyError::Unsupported(format!("permission profile `{other}`")));
         }
     }
     let network_access = match permissions.get("network") {
@@ -115,9 +108,7 @@ fn from_managed(permissions: &Value, roots: Option<&Value>) -> Result<SandboxPol
         Some(Value::String(s)) => matches!(s.as_str(), "enabled" | "unrestricted" | "full"),
         Some(other) => return Err(PolicyError::Unsupported(format!("network setting {other}"))),
     };
-    let fs = permissions
-        .get("file_system")
-        .or(permissions.get("fileSystem"));
+    let fs = permissions.get("file_system").or(permissions.get("fileSystem"));
     let fs_kind = fs
         .and_then(|f| f.get("type"))
         .and_then(Value::as_str)
@@ -149,11 +140,7 @@ mod tests {
     #[test]
     fn decodes_plain_policies() {
         assert!(SandboxPolicy::from_wire(None).unwrap().is_unrestricted());
-        assert!(
-            SandboxPolicy::from_wire(Some(&Value::Null))
-                .unwrap()
-                .is_unrestricted()
-        );
+        assert!(SandboxPolicy::from_wire(Some(&Value::Null)).unwrap().is_unrestricted());
         let p = SandboxPolicy::from_wire(Some(
             &json!({"type":"workspace-write","writableRoots":["/w"],"networkAccess":true}),
         ))
@@ -168,9 +155,7 @@ mod tests {
         );
         assert_eq!(
             SandboxPolicy::from_wire(Some(&json!({"type":"read-only"}))).unwrap(),
-            SandboxPolicy::ReadOnly {
-                network_access: false
-            }
+            SandboxPolicy::ReadOnly { network_access: false }
         );
         assert!(SandboxPolicy::from_wire(Some(&json!({"type":"weird"}))).is_err());
         assert!(SandboxPolicy::from_wire(Some(&json!(3))).is_err());

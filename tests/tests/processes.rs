@@ -8,14 +8,21 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn seqs(events: &[Value]) -> Vec<u64> {
-    events.iter().map(|e| e["params"]["seq"].as_u64().expect("seq")).collect()
+    events
+        .iter()
+        .map(|e| e["params"]["seq"].as_u64().expect("seq"))
+        .collect()
 }
 
 fn stream_bytes(events: &[Value], stream: &str) -> Vec<u8> {
-    let only: Vec<Value> = events.iter().filter(|e| e["params"]["stream"] == stream).cloned().collect();
+    let only: Vec<Value> = events
+        .iter()
+        .filter(|e| e["params"]["stream"] == stream)
+        .cloned()
+        .collect();
     output_of(&only)
 }
 
@@ -23,13 +30,18 @@ fn stream_bytes(events: &[Value], stream: &str) -> Vec<u8> {
 async fn output_then_exited_then_closed_with_one_seq_counter() {
     let server = Server::start(&[]);
     let mut c = server.ready_client().await;
-    let r = c.start("p1", &["bash", "-c", "echo hi; echo err >&2; exit 3"], json!({})).await;
+    let r = c
+        .start("p1", &["bash", "-c", "echo hi; echo err >&2; exit 3"], json!({}))
+        .await;
     assert_eq!(r, json!({"processId": "p1", "sandboxType": "none"}));
     let events = c.events_until_closed("p1").await;
     let methods: Vec<&str> = events.iter().map(|e| e["method"].as_str().unwrap()).collect();
     assert_eq!(methods.last(), Some(&"process/closed"));
     assert_eq!(methods[methods.len() - 2], "process/exited");
-    assert!(methods[..methods.len() - 2].iter().all(|m| *m == "process/output"), "{methods:?}");
+    assert!(
+        methods[..methods.len() - 2].iter().all(|m| *m == "process/output"),
+        "{methods:?}"
+    );
     assert_eq!(seqs(&events), (1..=events.len() as u64).collect::<Vec<_>>());
     let exited = &events[events.len() - 2]["params"];
     assert_eq!(exited["exitCode"], 3);
@@ -46,10 +58,22 @@ async fn exited_always_follows_the_last_output_chunk() {
     for i in 0..15 {
         let id = format!("burst{i}");
         let tty = i % 3 == 0;
-        c.start(&id, &["sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x; printf END"], json!({"tty": tty})).await;
+        c.start(
+            &id,
+            &["sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x; printf END"],
+            json!({"tty": tty}),
+        )
+        .await;
         let events = c.events_until_closed(&id).await;
-        let exited_at = events.iter().position(|e| e["method"] == "process/exited").expect("exited");
-        assert_eq!(exited_at, events.len() - 2, "run {i}: exited must come right before closed");
+        let exited_at = events
+            .iter()
+            .position(|e| e["method"] == "process/exited")
+            .expect("exited");
+        assert_eq!(
+            exited_at,
+            events.len() - 2,
+            "run {i}: exited must come right before closed"
+        );
         let out = output_of(&events);
         assert!(out.ends_with(b"END"), "run {i}: last output arrived before exited");
         let xs = out.iter().filter(|b| **b == b'x').count();
@@ -61,12 +85,21 @@ async fn exited_always_follows_the_last_output_chunk() {
 async fn read_pages_with_after_seq_and_max_bytes() {
     let server = Server::start(&[]);
     let mut c = server.ready_client().await;
-    c.start("r", &["sh", "-c", "echo a; sleep 0.05; echo b; sleep 0.05; echo c"], json!({})).await;
+    c.start(
+        "r",
+        &["sh", "-c", "echo a; sleep 0.05; echo b; sleep 0.05; echo c"],
+        json!({}),
+    )
+    .await;
     let events = c.events_until_closed("r").await;
     let total = events.len() as u64;
     let all = c.ok("process/read", json!({"processId": "r"})).await;
     assert_eq!(all["chunks"].as_array().unwrap().len() as u64, total - 2);
-    assert_eq!(all["nextSeq"], total + 1, "without a byte budget nextSeq is the next seq to assign");
+    assert_eq!(
+        all["nextSeq"],
+        total + 1,
+        "without a byte budget nextSeq is the next seq to assign"
+    );
     assert_eq!(all["exited"], true);
     assert_eq!(all["closed"], true);
     assert_eq!(all["exitCode"], 0);
@@ -74,7 +107,12 @@ async fn read_pages_with_after_seq_and_max_bytes() {
     let mut after = 0u64;
     let mut text = Vec::new();
     for _ in 0..10 {
-        let page = c.ok("process/read", json!({"processId": "r", "afterSeq": after, "maxBytes": 1})).await;
+        let page = c
+            .ok(
+                "process/read",
+                json!({"processId": "r", "afterSeq": after, "maxBytes": 1}),
+            )
+            .await;
         let chunks = page["chunks"].as_array().unwrap();
         if chunks.is_empty() {
             break;
@@ -90,12 +128,23 @@ async fn read_pages_with_after_seq_and_max_bytes() {
 async fn long_poll_wakes_on_output_and_does_not_block_other_requests() {
     let server = Server::start(&[]);
     let mut c = server.ready_client().await;
-    c.start("lp", &["sh", "-c", "read x; echo got $x"], json!({"pipeStdin": true})).await;
-    let read_id = c.send_request("process/read", json!({"processId": "lp", "afterSeq": 0, "waitMs": 15000})).await;
+    c.start("lp", &["sh", "-c", "read x; echo got $x"], json!({"pipeStdin": true}))
+        .await;
+    let read_id = c
+        .send_request(
+            "process/read",
+            json!({"processId": "lp", "afterSeq": 0, "waitMs": 15000}),
+        )
+        .await;
     // While the long-poll waits, other requests are answered.
     let status = c.ok("environment/status", Value::Null).await;
     assert_eq!(status, json!({"status": "ready"}));
-    let w = c.ok("process/write", json!({"processId": "lp", "chunk": b64(b"42\n"), "writeId": "w1"})).await;
+    let w = c
+        .ok(
+            "process/write",
+            json!({"processId": "lp", "chunk": b64(b"42\n"), "writeId": "w1"}),
+        )
+        .await;
     assert_eq!(w, json!({"status": "accepted"}));
     let read = c.response(read_id).await.expect("read");
     let chunk = unb64(read["chunks"][0]["chunk"].as_str().unwrap());
@@ -120,7 +169,8 @@ async fn long_poll_returns_empty_at_its_deadline() {
 async fn output_beyond_the_ring_reports_the_loss() {
     let server = Server::start(&["--output-retention-bytes", "65536"]);
     let mut c = server.ready_client().await;
-    c.start("big", &["sh", "-c", "head -c 1048576 /dev/zero"], json!({})).await;
+    c.start("big", &["sh", "-c", "head -c 1048576 /dev/zero"], json!({}))
+        .await;
     let events = c.events_until_closed("big").await;
     assert_eq!(output_of(&events).len(), 1 << 20, "live notifications carry everything");
     let r = c.ok("process/read", json!({"processId": "big", "afterSeq": 0})).await;
@@ -131,7 +181,9 @@ async fn output_beyond_the_ring_reports_the_loss() {
     let retained: usize = chunks.iter().map(|c| unb64(c["chunk"].as_str().unwrap()).len()).sum();
     assert!(retained <= 65536 + 65536, "ring bounded, got {retained}");
     // Reading from inside the retained range reports no loss.
-    let r = c.ok("process/read", json!({"processId": "big", "afterSeq": first})).await;
+    let r = c
+        .ok("process/read", json!({"processId": "big", "afterSeq": first}))
+        .await;
     assert!(r.get("droppedBeforeSeq").is_none());
 }
 
@@ -164,10 +216,20 @@ async fn futures_join(c: &mut Client, writes: &[(&str, &str)]) -> Vec<i64> {
 async fn write_statuses() {
     let server = Server::start(&[]);
     let mut c = server.ready_client().await;
-    let r = c.ok("process/write", json!({"processId": "nope", "chunk": "", "writeId": "1"})).await;
+    let r = c
+        .ok(
+            "process/write",
+            json!({"processId": "nope", "chunk": "", "writeId": "1"}),
+        )
+        .await;
     assert_eq!(r["status"], "unknownProcess");
     c.start("nostdin", &["sleep", "30"], json!({})).await;
-    let r = c.ok("process/write", json!({"processId": "nostdin", "chunk": b64(b"x"), "writeId": "1"})).await;
+    let r = c
+        .ok(
+            "process/write",
+            json!({"processId": "nostdin", "chunk": b64(b"x"), "writeId": "1"}),
+        )
+        .await;
     assert_eq!(r["status"], "stdinClosed");
     c.ok("process/terminate", json!({"processId": "nostdin"})).await;
 }
@@ -177,7 +239,12 @@ async fn pty_has_its_size_resizes_and_echoes() {
     let server = Server::start(&[]);
     let mut c = server.ready_client().await;
     let script = "stty size; read x; stty size";
-    c.start("tty", &["sh", "-c", script], json!({"tty": true, "size": {"cols": 100, "rows": 40}})).await;
+    c.start(
+        "tty",
+        &["sh", "-c", script],
+        json!({"tty": true, "size": {"cols": 100, "rows": 40}}),
+    )
+    .await;
     let first = c.notification(|m| m["method"] == "process/output").await;
     let mut seen = unb64(first["params"]["chunk"].as_str().unwrap());
     assert_eq!(first["params"]["stream"], "pty");
@@ -185,8 +252,13 @@ async fn pty_has_its_size_resizes_and_echoes() {
         let n = c.notification(|m| m["method"] == "process/output").await;
         seen.extend(unb64(n["params"]["chunk"].as_str().unwrap()));
     }
-    c.ok("process/resize", json!({"processId": "tty", "cols": 120, "rows": 50})).await;
-    c.ok("process/write", json!({"processId": "tty", "chunk": b64(b"go\n"), "writeId": "1"})).await;
+    c.ok("process/resize", json!({"processId": "tty", "cols": 120, "rows": 50}))
+        .await;
+    c.ok(
+        "process/write",
+        json!({"processId": "tty", "chunk": b64(b"go\n"), "writeId": "1"}),
+    )
+    .await;
     let events = c.events_until_closed("tty").await;
     let text = String::from_utf8_lossy(&output_of(&events)).to_string();
     assert!(text.contains("go\r\n"), "input is echoed with CRLF: {text:?}");
@@ -202,13 +274,21 @@ async fn ctrl_c_over_a_pty_interrupts_the_foreground_job() {
         c.start(id, &["bash", "-c", script], json!({"tty": true})).await;
         let mut seen = Vec::new();
         while !String::from_utf8_lossy(&seen).contains("ready") {
-            let n = c.notification(|m| m["method"] == "process/output" && m["params"]["processId"] == id).await;
+            let n = c
+                .notification(|m| m["method"] == "process/output" && m["params"]["processId"] == id)
+                .await;
             seen.extend(unb64(n["params"]["chunk"].as_str().unwrap()));
         }
         if how == "write" {
-            c.ok("process/write", json!({"processId": id, "chunk": b64(b"\x03"), "writeId": "1"})).await;
+            c.ok(
+                "process/write",
+                json!({"processId": id, "chunk": b64(b"\x03"), "writeId": "1"}),
+            )
+            .await;
         } else {
-            let r = c.ok("process/signal", json!({"processId": id, "signal": "interrupt"})).await;
+            let r = c
+                .ok("process/signal", json!({"processId": id, "signal": "interrupt"}))
+                .await;
             assert_eq!(r["delivered"], true);
         }
         let events = c.events_until_closed(id).await;
@@ -221,27 +301,43 @@ async fn ctrl_c_over_a_pty_interrupts_the_foreground_job() {
 async fn signals_reach_the_process_group() {
     let server = Server::start(&[]);
     let mut c = server.ready_client().await;
-    for (signal, trap) in [("terminate", "TERM"), ("hangup", "HUP"), ("user1", "USR1"), ("user2", "USR2"), ("quit", "QUIT"), ("interrupt", "INT")] {
+    for (signal, trap) in [
+        ("terminate", "TERM"),
+        ("hangup", "HUP"),
+        ("user1", "USR1"),
+        ("user2", "USR2"),
+        ("quit", "QUIT"),
+        ("interrupt", "INT"),
+    ] {
         let script = format!("trap 'echo got-{trap}; exit 5' {trap}; echo ready; while :; do sleep 0.05; done");
         let id = format!("sig-{signal}");
         c.start(&id, &["bash", "-c", &script], json!({})).await;
-        c.notification(|m| m["method"] == "process/output" && m["params"]["processId"] == id.as_str()).await;
+        c.notification(|m| m["method"] == "process/output" && m["params"]["processId"] == id.as_str())
+            .await;
         let r = c.ok("process/signal", json!({"processId": id, "signal": signal})).await;
         assert_eq!(r["delivered"], true);
         let events = c.events_until_closed(&id).await;
-        assert!(String::from_utf8_lossy(&output_of(&events)).contains(&format!("got-{trap}")), "{signal}");
+        assert!(
+            String::from_utf8_lossy(&output_of(&events)).contains(&format!("got-{trap}")),
+            "{signal}"
+        );
         assert_eq!(events[events.len() - 2]["params"]["exitCode"], 5);
     }
     c.start("k", &["sleep", "30"], json!({})).await;
-    c.ok("process/signal", json!({"processId": "k", "signal": "kill"})).await;
+    c.ok("process/signal", json!({"processId": "k", "signal": "kill"}))
+        .await;
     let events = c.events_until_closed("k").await;
     let exited = &events[events.len() - 2]["params"];
     assert_eq!(exited["exitCode"], 137);
     assert_eq!(exited["reason"], "signaled");
     assert_eq!(exited["signal"], "SIGKILL");
-    let r = c.ok("process/signal", json!({"processId": "k", "signal": "kill"})).await;
+    let r = c
+        .ok("process/signal", json!({"processId": "k", "signal": "kill"}))
+        .await;
     assert_eq!(r["delivered"], false, "an exited process gets no signal");
-    let r = c.ok("process/signal", json!({"processId": "never", "signal": "interrupt"})).await;
+    let r = c
+        .ok("process/signal", json!({"processId": "never", "signal": "interrupt"}))
+        .await;
     assert_eq!(r["delivered"], false);
 }
 
@@ -251,14 +347,22 @@ async fn terminate_kills_the_whole_group() {
     let mut c = server.ready_client().await;
     let marker = format!("EXEC_SERVER_TEST_MARK=terminate-{}", std::process::id());
     let (k, v) = marker.split_once('=').unwrap();
-    c.start("grp", &["sh", "-c", "sleep 1000 & sleep 1000 & echo up; wait"], json!({"env": {"PATH": "/usr/bin:/bin", k: v}})).await;
+    c.start(
+        "grp",
+        &["sh", "-c", "sleep 1000 & sleep 1000 & echo up; wait"],
+        json!({"env": {"PATH": "/usr/bin:/bin", k: v}}),
+    )
+    .await;
     c.notification(|m| m["method"] == "process/output").await;
     assert!(eventually(|| pids_with_env_marker(&marker).len() >= 3).await);
     let r = c.ok("process/terminate", json!({"processId": "grp"})).await;
     assert_eq!(r["running"], true);
     let events = c.events_until_closed("grp").await;
     assert_eq!(events[events.len() - 2]["params"]["exitCode"], 137);
-    assert!(eventually(|| pids_with_env_marker(&marker).is_empty()).await, "children of the group survive");
+    assert!(
+        eventually(|| pids_with_env_marker(&marker).is_empty()).await,
+        "children of the group survive"
+    );
     let r = c.ok("process/terminate", json!({"processId": "grp"})).await;
     assert_eq!(r["running"], false);
 }
@@ -267,7 +371,12 @@ async fn terminate_kills_the_whole_group() {
 async fn list_shows_running_and_finished_processes() {
     let server = Server::start(&[]);
     let mut c = server.ready_client().await;
-    c.start("a", &["sleep", "30"], json!({"metadata": {"threadId": "t", "toolCallId": "c"}})).await;
+    c.start(
+        "a",
+        &["sleep", "30"],
+        json!({"metadata": {"threadId": "t", "toolCallId": "c"}}),
+    )
+    .await;
     c.start("b", &["true"], json!({})).await;
     c.events_until_closed("b").await;
     let list = c.ok("process/list", json!({})).await;
@@ -288,11 +397,17 @@ async fn env_policy_inherits_the_server_environment() {
     let mut c = server.ready_client().await;
     let policy = json!({"inherit": "all", "ignoreDefaultExcludes": false, "exclude": ["NOT_*"], "set": {"SET_VAR": "s"}, "includeOnly": []});
     let script = "echo $E2E_SERVER_MARKER/${SOME_TOKEN:-none}/$SET_VAR/$OVERLAY";
-    c.start("env", &["sh", "-c", script], json!({"envPolicy": policy, "env": {"OVERLAY": "o"}})).await;
+    c.start(
+        "env",
+        &["sh", "-c", script],
+        json!({"envPolicy": policy, "env": {"OVERLAY": "o"}}),
+    )
+    .await;
     let events = c.events_until_closed("env").await;
     assert_eq!(output_of(&events), b"from-server/none/s/o\n");
     // Without a policy the child gets exactly `env`.
-    c.start("exact", &["sh", "-c", "echo ${E2E_SERVER_MARKER:-unset}"], json!({})).await;
+    c.start("exact", &["sh", "-c", "echo ${E2E_SERVER_MARKER:-unset}"], json!({}))
+        .await;
     let events = c.events_until_closed("exact").await;
     assert_eq!(output_of(&events), b"unset\n");
 }
@@ -303,7 +418,8 @@ async fn arg0_and_cwd_are_applied() {
     let mut c = server.ready_client().await;
     let dir = TempDir::new("cwd");
     let argv = ["sh", "-c", "pwd; tr '\\0' ' ' < /proc/$$/cmdline"];
-    c.start("a0", &argv, json!({"arg0": "renamed-shell", "cwd": uri(dir.path())})).await;
+    c.start("a0", &argv, json!({"arg0": "renamed-shell", "cwd": uri(dir.path())}))
+        .await;
     let events = c.events_until_closed("a0").await;
     let text = String::from_utf8(output_of(&events)).unwrap();
     assert!(text.starts_with(&format!("{}\n", dir.path().display())), "{text}");
@@ -314,13 +430,25 @@ async fn arg0_and_cwd_are_applied() {
 async fn spawn_failures_leave_no_entry() {
     let server = Server::start(&[]);
     let mut c = server.ready_client().await;
-    let (code, msg) = c.err("process/start", start_params("x", &["no-such-program-xyz"], json!({}))).await;
+    let (code, msg) = c
+        .err("process/start", start_params("x", &["no-such-program-xyz"], json!({})))
+        .await;
     assert_eq!(code, -32603);
     assert!(msg.starts_with("No such file or directory (os error 2)"), "{msg}");
-    let (code, msg) = c.err("process/start", start_params("x", &["true"], json!({"cwd": "file:///no/such/dir"}))).await;
+    let (code, msg) = c
+        .err(
+            "process/start",
+            start_params("x", &["true"], json!({"cwd": "file:///no/such/dir"})),
+        )
+        .await;
     assert_eq!(code, -32603);
     assert!(msg.starts_with("No such file or directory (os error 2)"), "{msg}");
-    let (code, msg) = c.err("process/start", start_params("x", &["true"], json!({"cwd": "file:///etc/hostname"}))).await;
+    let (code, msg) = c
+        .err(
+            "process/start",
+            start_params("x", &["true"], json!({"cwd": "file:///etc/hostname"})),
+        )
+        .await;
     assert_eq!(code, -32603);
     assert!(msg.starts_with("Not a directory (os error 20)"), "{msg}");
     // The id is free: a later start with it works.
@@ -346,15 +474,22 @@ async fn duplicate_ids_are_refused_while_open_and_reusable_after() {
 async fn timeout_and_output_limits_end_the_process_with_a_reason() {
     let server = Server::start(&[]);
     let mut c = server.ready_client().await;
-    c.start("slow", &["sleep", "100"], json!({"limits": {"timeoutMs": 300}})).await;
+    c.start("slow", &["sleep", "100"], json!({"limits": {"timeoutMs": 300}}))
+        .await;
     let events = c.events_until_closed("slow").await;
     assert_eq!(events[events.len() - 2]["params"]["reason"], "timedOut");
-    c.start("yes", &["yes"], json!({"limits": {"outputBytes": 100000}})).await;
+    c.start("yes", &["yes"], json!({"limits": {"outputBytes": 100000}}))
+        .await;
     let events = c.events_until_closed("yes").await;
     assert_eq!(events[events.len() - 2]["params"]["reason"], "outputLimit");
     assert_eq!(output_of(&events).len(), 100000);
     let r = c.ok("process/read", json!({"processId": "yes"})).await;
-    let kept: usize = r["chunks"].as_array().unwrap().iter().map(|c| unb64(c["chunk"].as_str().unwrap()).len()).sum();
+    let kept: usize = r["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| unb64(c["chunk"].as_str().unwrap()).len())
+        .sum();
     assert_eq!(kept, 100000, "output before the limit stays readable");
     assert_eq!(r["reason"], "outputLimit");
 }
@@ -364,12 +499,23 @@ async fn a_requested_sandbox_is_never_ignored() {
     let server = Server::start(&[]);
     let mut c = server.ready_client().await;
     let sandbox = json!({"type": "workspace-write", "writableRoots": ["/tmp"], "networkAccess": false});
-    let (code, msg) = c.err("process/start", start_params("sb", &["true"], json!({"sandbox": sandbox}))).await;
+    let (code, msg) = c
+        .err(
+            "process/start",
+            start_params("sb", &["true"], json!({"sandbox": sandbox})),
+        )
+        .await;
     assert_eq!(code, -32603);
     assert!(msg.contains("sandbox unavailable"), "{msg}");
-    let (code, _) = c.err("process/start", start_params("sb", &["true"], json!({"env": {"CODEX_SANDBOX_NETWORK_DISABLED": "1"}}))).await;
+    let (code, _) = c
+        .err(
+            "process/start",
+            start_params("sb", &["true"], json!({"env": {"CODEX_SANDBOX_NETWORK_DISABLED": "1"}})),
+        )
+        .await;
     assert_eq!(code, -32603);
     // danger-full-access and null run normally.
-    c.start("sb", &["true"], json!({"sandbox": {"type": "danger-full-access"}})).await;
+    c.start("sb", &["true"], json!({"sandbox": {"type": "danger-full-access"}}))
+        .await;
     c.events_until_closed("sb").await;
 }

@@ -39,10 +39,7 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(server: Arc<ServerState>, out: Outbound, parse_prefix: String) -> Arc<Connection> {
-        let permits = server
-            .config
-            .concurrent_requests
-            .clamp(1, Semaphore::MAX_PERMITS);
+        let permits = server.config.concurrent_requests.clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Connection {
             id: server.next_connection_id(),
             parse_prefix,
@@ -70,20 +67,20 @@ impl Connection {
         }
     }
 
-    /// Completes `initialize`: only once per connection; a failure leaves the slot free.
-    pub fn begin_session(
-        &self,
-        open: impl FnOnce() -> Result<Arc<Session>, RpcError>,
-    ) -> Result<Arc<Session>, RpcError> {
-        let mut phase = lock(&self.phase);
-        if !matches!(*phase, Phase::New) {
-            return Err(RpcError::invalid_request(
+    /// `initialize` may only succeed once per connection; a failed one leaves the slot free.
+    pub fn check_not_initialized(&self) -> Result<(), RpcError> {
+        match *lock(&self.phase) {
+            Phase::New => Ok(()),
+            _ => Err(RpcError::invalid_request(
                 "initialize may only be sent once per connection",
-            ));
+            )),
         }
-        let session = open()?;
-        *phase = Phase::Initialized(session.clone());
-        Ok(session)
+    }
+
+    /// Records the session `initialize` opened. `initialize` runs inline (before the
+    /// connection is ready nothing runs concurrently), so the phase is still `New`.
+    pub fn begin_session(&self, session: Arc<Session>) {
+        *lock(&self.phase) = Phase::Initialized(session);
     }
 
     fn is_ready(&self) -> bool {
@@ -124,11 +121,7 @@ impl Connection {
                 }
                 Err(e) => warn!(conn = self.id, error = %e, "malformed $/cancelRequest ignored"),
             },
-            other => debug!(
-                conn = self.id,
-                method = other,
-                "unknown notification ignored"
-            ),
+            other => debug!(conn = self.id, method = other, "unknown notification ignored"),
         }
     }
 
@@ -136,9 +129,7 @@ impl Connection {
         let concurrent = self.server.config.concurrent_requests > 1 && self.is_ready();
         let span = info_span!("request", conn = self.id, id = %req.id, method = %req.method);
         if !concurrent {
-            let reply = rpc::dispatch(self, &req.method, req.params)
-                .instrument(span)
-                .await;
+            let reply = rpc::dispatch(self, &req.method, req.params).instrument(span).await;
             self.respond(&req.id, reply).await;
             return;
         }
@@ -146,10 +137,7 @@ impl Connection {
         // runs concurrently.
         let Request { id, method, params } = req;
         let (pending_write, params) = if method == methods::PROCESS_WRITE {
-            match rpc::process::write_enqueue(self, params)
-                .instrument(span.clone())
-                .await
-            {
+            match rpc::process::write_enqueue(self, params).instrument(span.clone()).await {
                 Ok(step) => (Some(step), serde_json::Value::Null),
                 Err(e) => return self.respond(&id, Err(e)).await,
             }

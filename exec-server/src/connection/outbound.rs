@@ -28,10 +28,7 @@ impl Outbound {
     }
 
     pub async fn send(&self, text: String) -> Result<(), Disconnected> {
-        self.tx
-            .send(Frame::Text(text))
-            .await
-            .map_err(|_| Disconnected)
+        self.tx.send(Frame::Text(text)).await.map_err(|_| Disconnected)
     }
 
     pub async fn close(&self, code: u16, reason: &str) {

@@ -30,9 +30,7 @@ pub struct FileHandles {
 impl FileHandles {
     pub fn open(&self, id: &str, path: &Path, mode: OpenMode) -> Result<(), RpcError> {
         if lock(&self.map).contains_key(id) {
-            return Err(RpcError::invalid_request(format!(
-                "file handle `{id}` already exists"
-            )));
+            return Err(RpcError::invalid_request(format!("file handle `{id}` already exists")));
         }
         let file = match mode {
             OpenMode::Read => File::open(path),
@@ -52,9 +50,7 @@ impl FileHandles {
             )));
         }
         if map.contains_key(id) {
-            return Err(RpcError::invalid_request(format!(
-                "file handle `{id}` already exists"
-            )));
+            return Err(RpcError::invalid_request(format!("file handle `{id}` already exists")));
         }
         map.insert(id.to_string(), Arc::new(Handle { file, mode }));
         Ok(())
@@ -78,24 +74,14 @@ impl FileHandles {
 
 impl Handle {
     /// Reads up to `len` bytes at `offset`; `eof` when the end of the file was reached.
-    pub fn read_block(
-        &self,
-        id: &str,
-        offset: u64,
-        len: usize,
-    ) -> Result<(Vec<u8>, bool), RpcError> {
+    pub fn read_block(&self, id: &str, offset: u64, len: usize) -> Result<(Vec<u8>, bool), RpcError> {
         if len > MAX_BLOCK {
-            return Err(RpcError::invalid_params(format!(
-                "len must be at most {MAX_BLOCK}"
-            )));
+            return Err(RpcError::invalid_params(format!("len must be at most {MAX_BLOCK}")));
         }
         let mut buf = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
-            match self
-                .file
-                .read_at(&mut buf[filled..], offset + filled as u64)
-            {
+            match self.file.read_at(&mut buf[filled..], offset + filled as u64) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -20,9 +20,7 @@ use serde_json::json;
 pub fn io_error(e: io::Error, path: &Path) -> RpcError {
     let err = match e.kind() {
         io::ErrorKind::NotFound => RpcError::not_found(e.to_string()),
-        io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput => {
-            RpcError::invalid_request(e.to_string())
-        }
+        io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput => RpcError::invalid_request(e.to_string()),
         _ => RpcError::internal(e.to_string()),
     };
     err.with_data(json!({ "path": path.display().to_string() }))
@@ -151,9 +149,7 @@ pub fn copy(src: &Path, dst: &Path, recursive: bool) -> Result<(), RpcError> {
             ));
         }
         if dst.starts_with(src) {
-            return Err(RpcError::invalid_request(
-                "fs/copy cannot copy a directory into itself",
-            ));
+            return Err(RpcError::invalid_request("fs/copy cannot copy a directory into itself"));
         }
         return copy_tree(src, dst);
     }

@@ -81,8 +81,7 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<WalkResult, RpcError> {
                 path: PathUri::from_path(&path),
                 kind,
             });
-            let descend =
-                is_dir && (!link.file_type().is_symlink() || opts.follow_directory_symlinks);
+            let descend = is_dir && (!link.file_type().is_symlink() || opts.follow_directory_symlinks);
             if descend && depth < max_depth {
                 let m = followed.as_ref().unwrap_or(&link);
                 if seen.insert((m.dev(), m.ino())) {
@@ -113,25 +112,14 @@ mod tests {
         let names = |r: &WalkResult| {
             r.entries
                 .iter()
-                .map(|e| {
-                    e.path
-                        .path()
-                        .unwrap()
-                        .strip_prefix(&dir)
-                        .unwrap()
-                        .display()
-                        .to_string()
-                })
+                .map(|e| e.path.path().unwrap().strip_prefix(&dir).unwrap().display().to_string())
                 .collect::<Vec<_>>()
         };
         let opts = WalkOptions {
             max_depth: Some(0),
             ..Default::default()
         };
-        assert_eq!(
-            names(&walk(&dir, &opts).unwrap()),
-            vec![".hidden", "a.txt", "b"]
-        );
+        assert_eq!(names(&walk(&dir, &opts).unwrap()), vec![".hidden", "a.txt", "b"]);
         let opts = WalkOptions {
             max_depth: Some(1),
             prune_hidden_directories: true,

@@ -23,16 +23,9 @@ pub struct Watches {
 }
 
 impl Watches {
-    pub fn watch(
-        &self,
-        session: Weak<Session>,
-        watch_id: u64,
-        paths: Vec<PathBuf>,
-    ) -> Result<bool, RpcError> {
+    pub fn watch(&self, session: Weak<Session>, watch_id: u64, paths: Vec<PathBuf>) -> Result<bool, RpcError> {
         if paths.len() > MAX_PATHS {
-            return Err(RpcError::invalid_params(format!(
-                "at most {MAX_PATHS} paths per watch"
-            )));
+            return Err(RpcError::invalid_params(format!("at most {MAX_PATHS} paths per watch")));
         }
         let mut tasks = lock(&self.tasks);
         tasks.retain(|_, t| !t.is_finished());
@@ -46,11 +39,9 @@ impl Watches {
             loop {
                 tick.tick().await;
                 let paths = paths.clone();
-                let appeared = tokio::task::spawn_blocking(move || {
-                    paths.iter().any(|p| p.symlink_metadata().is_ok())
-                })
-                .await
-                .unwrap_or(false);
+                let appeared = tokio::task::spawn_blocking(move || paths.iter().any(|p| p.symlink_metadata().is_ok()))
+                    .await
+                    .unwrap_or(false);
                 if appeared {
                     if let Some(s) = session.upgrade() {
                         s.send(encode_notification(

@@ -25,9 +25,7 @@ pub fn build(
     };
     let mut out: BTreeMap<String, String> = match policy.inherit {
         EnvInherit::All => server_env.collect(),
-        EnvInherit::Core => server_env
-            .filter(|(k, _)| CORE_VARS.contains(&k.as_str()))
-            .collect(),
+        EnvInherit::Core => server_env.filter(|(k, _)| CORE_VARS.contains(&k.as_str())).collect(),
         EnvInherit::None => BTreeMap::new(),
     };
     out.retain(|k, _| !NEVER_INHERITED.contains(&k.as_str()));

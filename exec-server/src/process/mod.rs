@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use exec_protocol::process::{
-    ExitReason, OutputChunk, OutputStream, ProcessInfo, ProcessSignal, ReadParams, ReadResult,
-    StartParams, StartResult, TerminalSize, WriteStatus,
+    ExitReason, OutputChunk, OutputStream, ProcessInfo, ProcessSignal, ReadParams, ReadResult, StartParams,
+    StartResult, TerminalSize, WriteStatus,
 };
 use exec_protocol::{Base64Bytes, RpcError};
 use nix::sys::signal::{Signal, killpg};
@@ -146,8 +146,7 @@ impl Process {
     /// Answers now when there is something to report (or `force`); `None` = keep waiting.
     fn read_now(&self, after: u64, max_bytes: Option<usize>, force: bool) -> Option<ReadResult> {
         let st = lock(&self.state);
-        let ready =
-            st.ring.has_after(after) || st.closed || (st.exit.is_some() && after + 1 < st.next_seq);
+        let ready = st.ring.has_after(after) || st.closed || (st.exit.is_some() && after + 1 < st.next_seq);
         if !ready && !force {
             return None;
         }
@@ -179,11 +178,7 @@ impl Process {
 
     /// Queues a stdin write in arrival order; the receiver reports its outcome.
     /// A repeated `writeId` is accepted without writing again.
-    pub async fn write(
-        &self,
-        write_id: String,
-        data: Vec<u8>,
-    ) -> Result<oneshot::Receiver<WriteStatus>, WriteStatus> {
+    pub async fn write(&self, write_id: String, data: Vec<u8>) -> Result<oneshot::Receiver<WriteStatus>, WriteStatus> {
         let tx = lock(&self.stdin).clone().ok_or(WriteStatus::StdinClosed)?;
         {
             let mut st = lock(&self.state);
@@ -249,17 +244,14 @@ impl Process {
     }
 
     pub fn resize(&self, size: TerminalSize) -> Result<(), RpcError> {
-        let master = self.pty_master.as_ref().ok_or_else(|| {
-            RpcError::invalid_request(format!("process {} has no terminal", self.id))
-        })?;
+        let master = self
+            .pty_master
+            .as_ref()
+            .ok_or_else(|| RpcError::invalid_request(format!("process {} has no terminal", self.id)))?;
         if self.is_closed() {
-            return Err(RpcError::invalid_request(format!(
-                "process {} has exited",
-                self.id
-            )));
+            return Err(RpcError::invalid_request(format!("process {} has exited", self.id)));
         }
-        spawn::set_window_size(master, size)
-            .map_err(|e| RpcError::internal(format!("resize failed: {e}")))
+        spawn::set_window_size(master, size).map_err(|e| RpcError::internal(format!("resize failed: {e}")))
     }
 
     /// Asks the pump to kill the group and finish.
@@ -312,11 +304,7 @@ fn now_ms() -> u64 {
 }
 
 /// `process/start`: validates, spawns, registers the process and starts its pump.
-pub fn start(
-    session: &Arc<Session>,
-    params: StartParams,
-    cfg: &ServerConfig,
-) -> Result<StartResult, RpcError> {
+pub fn start(session: &Arc<Session>, params: StartParams, cfg: &ServerConfig) -> Result<StartResult, RpcError> {
     if params.argv.is_empty() {
         return Err(RpcError::invalid_params("argv must not be empty"));
     }
@@ -350,9 +338,7 @@ pub fn start(
     let env = env::build(params.env_policy.as_ref(), &params.env, std::env::vars());
     let size = params.size.unwrap_or(TerminalSize { cols: 80, rows: 24 });
     if params.tty && (size.cols == 0 || size.rows == 0) {
-        return Err(RpcError::invalid_params(
-            "size.cols and size.rows must be positive",
-        ));
+        return Err(RpcError::invalid_params("size.cols and size.rows must be positive"));
     }
     let spec = spawn::SpawnSpec {
         argv: &params.argv,
@@ -397,8 +383,7 @@ pub fn start(
             pty_master: spawned.pty_master.clone(),
             stop: Notify::new(),
         });
-        let span =
-            info_span!("process", session = %session.id, process = %process_id, pid = spawned.pid);
+        let span = info_span!("process", session = %session.id, process = %process_id, pid = spawned.pid);
         if let Some((fd, rx)) = stdin_handle {
             tokio::spawn(stdin::run(fd, rx, params.tty).instrument(span.clone()));
         }

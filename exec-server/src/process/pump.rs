@@ -199,9 +199,7 @@ impl Pump {
     }
 
     async fn emit_output(&self, stream: OutputStream, data: &[u8]) {
-        let seq = self
-            .process
-            .push_output(stream, Bytes::copy_from_slice(data));
+        let seq = self.process.push_output(stream, Bytes::copy_from_slice(data));
         let Some(out) = self.session.upgrade().and_then(|s| s.outbound()) else {
             return;
         };
@@ -211,9 +209,7 @@ impl Pump {
             stream,
             chunk: Base64Ref(data),
         };
-        let _ = out
-            .send(encode_notification(methods::PROCESS_OUTPUT, params))
-            .await;
+        let _ = out.send(encode_notification(methods::PROCESS_OUTPUT, params)).await;
     }
 
     async fn emit_exited(&self, status: ExitStatus, forced: Option<ExitReason>) {
@@ -227,12 +223,7 @@ impl Pump {
         } else {
             ExitReason::Exited
         });
-        self.emit_exit_info(ExitInfo {
-            code,
-            reason,
-            signal,
-        })
-        .await;
+        self.emit_exit_info(ExitInfo { code, reason, signal }).await;
     }
 
     async fn emit_exit_info(&self, info: ExitInfo) {
@@ -246,8 +237,7 @@ impl Pump {
             reason: Some(info.reason),
             signal: info.signal.map(|s| s.as_str().to_string()),
         };
-        self.send(encode_notification(methods::PROCESS_EXITED, params))
-            .await;
+        self.send(encode_notification(methods::PROCESS_EXITED, params)).await;
     }
 
     async fn emit_closed(&self) {
@@ -256,8 +246,7 @@ impl Pump {
             process_id: self.process.id.clone(),
             seq,
         };
-        self.send(encode_notification(methods::PROCESS_CLOSED, params))
-            .await;
+        self.send(encode_notification(methods::PROCESS_CLOSED, params)).await;
     }
 
     async fn send(&self, text: String) {

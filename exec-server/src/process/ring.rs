@@ -49,9 +49,7 @@ impl OutputRing {
     pub fn push(&mut self, chunk: Chunk) {
         self.bytes += chunk.data.len();
         self.chunks.push_back(chunk);
-        while self.chunks.len() > 1
-            && (self.bytes > self.max_bytes || self.chunks.len() > self.max_chunks)
-        {
+        while self.chunks.len() > 1 && (self.bytes > self.max_bytes || self.chunks.len() > self.max_chunks) {
             if let Some(old) = self.chunks.pop_front() {
                 self.bytes -= old.data.len();
                 self.evicted_through = old.seq;
@@ -63,8 +61,8 @@ impl OutputRing {
     /// when any is available).
     pub fn read(&self, after_seq: u64, max_bytes: Option<usize>, next_seq: u64) -> RingRead {
         let start = self.chunks.partition_point(|c| c.seq <= after_seq);
-        let dropped_before_seq = (self.evicted_through > after_seq)
-            .then(|| self.chunks.get(start).map_or(next_seq, |c| c.seq));
+        let dropped_before_seq =
+            (self.evicted_through > after_seq).then(|| self.chunks.get(start).map_or(next_seq, |c| c.seq));
         let mut chunks = Vec::new();
         let mut used = 0usize;
         let mut truncated = false;
@@ -115,10 +113,7 @@ mod tests {
         }
         assert_eq!(r.retained_bytes(), 8);
         let read = r.read(0, None, 6);
-        assert_eq!(
-            read.chunks.iter().map(|c| c.seq).collect::<Vec<_>>(),
-            vec![4, 5]
-        );
+        assert_eq!(read.chunks.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![4, 5]);
         assert_eq!(read.dropped_before_seq, Some(4));
         let read = r.read(4, None, 6);
         assert_eq!(read.dropped_before_seq, None);

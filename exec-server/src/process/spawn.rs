@@ -77,11 +77,7 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
             source: io::Error::from_raw_os_error(libc::ENOTDIR),
         });
     }
-    let program = resolve_program(
-        &spec.argv[0],
-        spec.cwd,
-        spec.env.get("PATH").map(String::as_str),
-    )?;
+    let program = resolve_program(&spec.argv[0], spec.cwd, spec.env.get("PATH").map(String::as_str))?;
     let mut cmd = Command::new(&program);
     cmd.arg0(spec.arg0.unwrap_or(&spec.argv[0]))
         .args(&spec.argv[1..])
@@ -200,11 +196,7 @@ pub fn foreground_group(master: &OwnedFd) -> Option<i32> {
 
 /// Finds the program: a path with `/` is taken relative to `cwd`; a bare name is looked
 /// up in the child's PATH, then in the server's.
-pub fn resolve_program(
-    name: &str,
-    cwd: &Path,
-    child_path: Option<&str>,
-) -> Result<PathBuf, SpawnError> {
+pub fn resolve_program(name: &str, cwd: &Path, child_path: Option<&str>) -> Result<PathBuf, SpawnError> {
     let not_found = || SpawnError::ProgramNotFound {
         program: name.to_string(),
         source: io::Error::from_raw_os_error(libc::ENOENT),
@@ -222,11 +214,7 @@ pub fn resolve_program(
         .chain(server_path.as_deref())
         .flat_map(std::env::split_paths);
     for dir in dirs {
-        let dir = if dir.is_relative() {
-            cwd.join(dir)
-        } else {
-            dir
-        };
+        let dir = if dir.is_relative() { cwd.join(dir) } else { dir };
         let candidate = dir.join(name);
         if let Ok(meta) = std::fs::metadata(&candidate)
             && meta.is_file()

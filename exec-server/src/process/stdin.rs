@@ -31,8 +31,7 @@ pub async fn run(fd: AsyncFd<OwnedFd>, mut ops: mpsc::Receiver<StdinOp>, tty: bo
                         Ok(()) => WriteStatus::Accepted,
                         Err(e) => {
                             debug!(error = %e, "stdin write failed");
-                            broken = e.kind() == io::ErrorKind::BrokenPipe
-                                || e.raw_os_error() == Some(libc::EIO);
+                            broken = e.kind() == io::ErrorKind::BrokenPipe || e.raw_os_error() == Some(libc::EIO);
                             WriteStatus::StdinClosed
                         }
                     }

@@ -28,9 +28,7 @@ impl ProcessTable {
     ) -> Result<Arc<Process>, RpcError> {
         let mut map = lock(&self.map);
         if map.get(id).is_some_and(|p| !p.is_closed()) {
-            return Err(RpcError::invalid_request(format!(
-                "process {id} already exists"
-            )));
+            return Err(RpcError::invalid_request(format!("process {id} already exists")));
         }
         let p = make()?;
         map.insert(id.to_string(), p.clone());

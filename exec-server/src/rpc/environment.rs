@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use exec_protocol::PathUri;
 use exec_protocol::environment::{
-    ConfigLayers, ConfigReadParams, ConfigReadResult, InitializeParams, InitializeResult,
-    StatusResult,
+    ConfigLayers, ConfigReadParams, ConfigReadResult, InitializeParams, InitializeResult, StatusResult,
 };
 use serde_json::Value;
 use tracing::info;
@@ -13,13 +12,15 @@ use tracing::info;
 use super::{Reply, no_params, ok, parse};
 use crate::connection::Connection;
 
-pub fn initialize(conn: &Arc<Connection>, params: Value) -> Reply {
+pub async fn initialize(conn: &Arc<Connection>, params: Value) -> Reply {
     let p: InitializeParams = parse(params)?;
+    conn.check_not_initialized()?;
     let sessions = &conn.server.sessions;
-    let session = conn.begin_session(|| match &p.resume_session_id {
-        Some(id) => sessions.resume(id, conn.id, conn.out.clone()),
-        None => Ok(sessions.create(conn.id, conn.out.clone())),
-    })?;
+    let session = match &p.resume_session_id {
+        Some(id) => sessions.resume_waiting(id, conn.id, conn.out.clone()).await?,
+        None => sessions.create(conn.id, conn.out.clone()),
+    };
+    conn.begin_session(session.clone());
     info!(conn = conn.id, session = %session.id, client = %p.client_name, "initialized");
     ok(&InitializeResult {
         session_id: session.id.clone(),
@@ -36,9 +37,7 @@ pub fn info(conn: &Arc<Connection>, params: Value) -> Reply {
 pub fn status(conn: &Arc<Connection>, params: Value) -> Reply {
     no_params(&params)?;
     conn.session("environment status")?;
-    ok(&StatusResult {
-        status: "ready".into(),
-    })
+    ok(&StatusResult { status: "ready".into() })
 }
 
 /// Executor-side config layers: this server projects none, so the layers are empty.

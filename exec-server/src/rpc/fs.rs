@@ -5,10 +5,9 @@
 use std::sync::Arc;
 
 use exec_protocol::fs::{
-    CanonicalizeResult, CopyParams, CreateDirectoryParams, HandleParams, OpenParams, OpenResult,
-    PathParams, ReadBlockParams, ReadBlockResult, ReadDirectoryResult, ReadFileResult,
-    RemoveParams, WalkParams, WatchMissingParams, WatchMissingResult, WriteBlockParams,
-    WriteFileParams,
+    CanonicalizeResult, CopyParams, CreateDirectoryParams, HandleParams, OpenParams, OpenResult, PathParams,
+    ReadBlockParams, ReadBlockResult, ReadDirectoryResult, ReadFileResult, RemoveParams, WalkParams,
+    WatchMissingParams, WatchMissingResult, WriteBlockParams, WriteFileParams,
 };
 use exec_protocol::{Base64Bytes, PathUri, RpcError};
 use serde_json::Value;
@@ -23,8 +22,7 @@ const FAMILY: &str = "filesystem";
 /// The session, after checking that the request's sandbox can be honoured.
 fn session(conn: &Connection, sandbox: Option<&Value>) -> Result<Arc<Session>, RpcError> {
     let session = conn.session(FAMILY)?;
-    let policy = sandbox::SandboxPolicy::from_wire(sandbox)
-        .map_err(|e| RpcError::invalid_params(e.to_string()))?;
+    let policy = sandbox::SandboxPolicy::from_wire(sandbox).map_err(|e| RpcError::invalid_params(e.to_string()))?;
     if !policy.is_unrestricted() {
         return Err(RpcError::internal(
             "sandbox unavailable: this build cannot enforce the requested sandbox policy for file operations",
@@ -47,11 +45,8 @@ pub async fn read_file(conn: &Arc<Connection>, params: Value) -> Reply {
 pub async fn write_file(conn: &Arc<Connection>, params: Value) -> Reply {
     let p: WriteFileParams = parse(params)?;
     session(conn, p.sandbox.as_ref())?;
-    let data = Base64Bytes::decode(&p.data_base64).map_err(|e| {
-        RpcError::invalid_request(format!(
-            "fs/writeFile requires valid base64 dataBase64: {e}"
-        ))
-    })?;
+    let data = Base64Bytes::decode(&p.data_base64)
+        .map_err(|e| RpcError::invalid_request(format!("fs/writeFile requires valid base64 dataBase64: {e}")))?;
     let path = p.path.path()?.to_path_buf();
     let max = conn.server.config.fs_max_file_bytes;
     blocking(move || ops::write_file(&path, &data, max)).await?;
@@ -122,9 +117,7 @@ pub async fn open(conn: &Arc<Connection>, params: Value) -> Reply {
     let path = p.path.path()?.to_path_buf();
     let id = p.handle_id.clone();
     blocking(move || session.files.open(&id, &path, p.mode)).await?;
-    ok(&OpenResult {
-        handle_id: p.handle_id,
-    })
+    ok(&OpenResult { handle_id: p.handle_id })
 }
 
 pub async fn read_block(conn: &Arc<Connection>, params: Value) -> Reply {
@@ -158,8 +151,6 @@ pub fn watch_missing(conn: &Arc<Connection>, params: Value) -> Reply {
         .iter()
         .map(|u| u.path().map(|p| p.to_path_buf()))
         .collect::<Result<Vec<_>, _>>()?;
-    let watching = session
-        .watches
-        .watch(Arc::downgrade(&session), p.watch_id, paths)?;
+    let watching = session.watches.watch(Arc::downgrade(&session), p.watch_id, paths)?;
     ok(&WatchMissingResult { watching })
 }

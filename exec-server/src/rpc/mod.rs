@@ -20,7 +20,7 @@ pub type Reply = Result<String, RpcError>;
 
 pub async fn dispatch(conn: &Arc<Connection>, method: &str, params: Value) -> Reply {
     match method {
-        m::INITIALIZE => environment::initialize(conn, params),
+        m::INITIALIZE => environment::initialize(conn, params).await,
         m::ENVIRONMENT_INFO => environment::info(conn, params),
         m::ENVIRONMENT_STATUS => environment::status(conn, params),
         m::ENVIRONMENT_CONFIG_READ => environment::config_read(conn, params),
@@ -67,16 +67,13 @@ pub fn no_params(params: &Value) -> Result<(), RpcError> {
         Value::Object(o) if o.is_empty() => Ok(()),
         Value::Array(a) if a.is_empty() => Ok(()),
         Value::Object(_) => Err(RpcError::invalid_params("invalid type: map, expected unit")),
-        Value::Array(_) => Err(RpcError::invalid_params(
-            "invalid type: sequence, expected unit",
-        )),
+        Value::Array(_) => Err(RpcError::invalid_params("invalid type: sequence, expected unit")),
         _ => Err(RpcError::invalid_params("invalid type: expected unit")),
     }
 }
 
 pub fn ok<T: Serialize>(value: &T) -> Reply {
-    serde_json::to_string(value)
-        .map_err(|e| RpcError::internal(format!("failed to encode result: {e}")))
+    serde_json::to_string(value).map_err(|e| RpcError::internal(format!("failed to encode result: {e}")))
 }
 
 pub fn ack() -> Reply {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use exec_protocol::RpcError;
 use exec_protocol::process::{
-    ListResult, ProcessIdParams, ReadParams, ResizeParams, SignalParams, SignalResult, StartParams,
-    TerminalSize, TerminateResult, WriteParams, WriteResult, WriteStatus,
+    ListResult, ProcessIdParams, ReadParams, ResizeParams, SignalParams, SignalResult, StartParams, TerminalSize,
+    TerminateResult, WriteParams, WriteResult, WriteStatus,
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -80,8 +80,7 @@ pub fn signal(conn: &Arc<Connection>, params: Value) -> Reply {
 
 pub fn terminate(conn: &Arc<Connection>, params: Value) -> Reply {
     let p: ProcessIdParams = parse(params)?;
-    let running = find(conn, &p.process_id)?
-        .is_some_and(|proc| proc.exit_info().is_none() && proc.kill_group());
+    let running = find(conn, &p.process_id)?.is_some_and(|proc| proc.exit_info().is_none() && proc.kill_group());
     ok(&TerminateResult { running })
 }
 

@@ -84,15 +84,10 @@ pub struct AuthFlags {
 
 fn read_trimmed(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     if !path.is_absolute() {
-        return Err(format!(
-            "{what} `{}` must be an absolute path",
-            path.display()
-        ));
+        return Err(format!("{what} `{}` must be an absolute path", path.display()));
     }
-    let data =
-        std::fs::read(path).map_err(|e| format!("cannot read {what} `{}`: {e}", path.display()))?;
-    let text =
-        String::from_utf8(data).map_err(|_| format!("{what} `{}` is not UTF-8", path.display()))?;
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {what} `{}`: {e}", path.display()))?;
+    let text = String::from_utf8(data).map_err(|_| format!("{what} `{}` is not UTF-8", path.display()))?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(format!("{what} `{}` is empty", path.display()));
@@ -119,28 +114,23 @@ impl WsAuth {
             Some(AuthMode::CapabilityToken) => {
                 let digest: [u8; 32] = match (&f.ws_token_file, &f.ws_token_sha256) {
                     (Some(_), Some(_)) => {
-                        return Err(
-                            "`--ws-token-file` and `--ws-token-sha256` are mutually exclusive"
-                                .into(),
-                        );
+                        return Err("`--ws-token-file` and `--ws-token-sha256` are mutually exclusive".into());
                     }
                     (None, None) => {
                         return Err(
                             "`--ws-token-file` or `--ws-token-sha256` is required when `--ws-auth capability-token` is set".into()
                         );
                     }
-                    (Some(path), None) => {
-                        Sha256::digest(read_trimmed(path, "websocket token file")?).into()
-                    }
-                    (None, Some(hex)) => parse_hex32(hex.trim())
-                        .ok_or("`--ws-token-sha256` must be 64 hex digits")?,
+                    (Some(path), None) => Sha256::digest(read_trimmed(path, "websocket token file")?).into(),
+                    (None, Some(hex)) => parse_hex32(hex.trim()).ok_or("`--ws-token-sha256` must be 64 hex digits")?,
                 };
                 Ok(WsAuth::CapabilityToken { digest })
             }
             Some(AuthMode::SignedBearerToken) => {
-                let path = f.ws_shared_secret_file.as_ref().ok_or(
-                    "`--ws-shared-secret-file` is required when `--ws-auth signed-bearer-token` is set",
-                )?;
+                let path = f
+                    .ws_shared_secret_file
+                    .as_ref()
+                    .ok_or("`--ws-shared-secret-file` is required when `--ws-auth signed-bearer-token` is set")?;
                 let secret = read_trimmed(path, "websocket shared secret file")?;
                 if secret.len() < 32 {
                     return Err("websocket shared secret must be at least 32 bytes".into());
@@ -166,10 +156,7 @@ impl WsAuth {
         }
         let header = authorization.ok_or("missing websocket bearer token")?;
         let text = std::str::from_utf8(header).map_err(|_| "invalid authorization header")?;
-        let (scheme, token) = text
-            .trim()
-            .split_once(' ')
-            .ok_or("invalid authorization header")?;
+        let (scheme, token) = text.trim().split_once(' ').ok_or("invalid authorization header")?;
         let token = token.trim();
         if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
             return Err("invalid authorization header");
@@ -215,9 +202,7 @@ impl JwtVerifier {
     fn verify(&self, token: &str, now: u64) -> Result<(), &'static str> {
         const INVALID: &str = "invalid websocket jwt";
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(INVALID);
         };
         let header: Value = JWT_B64
@@ -276,10 +261,7 @@ mod tests {
             .encode(br#"{"alg":"HS256","typ":"JWT"}"#)
             .trim_end_matches('=')
             .to_string();
-        let p = JWT_B64
-            .encode(claims.to_string())
-            .trim_end_matches('=')
-            .to_string();
+        let p = JWT_B64.encode(claims.to_string()).trim_end_matches('=').to_string();
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
         mac.update(format!("{h}.{p}").as_bytes());
         let s = JWT_B64
@@ -295,18 +277,9 @@ mod tests {
             digest: Sha256::digest(b"tok").into(),
         };
         assert_eq!(auth.check(None), Err("missing websocket bearer token"));
-        assert_eq!(
-            auth.check(Some(b"Basic x")),
-            Err("invalid authorization header")
-        );
-        assert_eq!(
-            auth.check(Some(b"Bearer ")),
-            Err("invalid authorization header")
-        );
-        assert_eq!(
-            auth.check(Some(b"bearer nope")),
-            Err("invalid websocket bearer token")
-        );
+        assert_eq!(auth.check(Some(b"Basic x")), Err("invalid authorization header"));
+        assert_eq!(auth.check(Some(b"Bearer ")), Err("invalid authorization header"));
+        assert_eq!(auth.check(Some(b"bearer nope")), Err("invalid websocket bearer token"));
         assert_eq!(auth.check(Some(b"bearer  tok ")), Ok(()));
     }
 
@@ -322,23 +295,14 @@ mod tests {
         let now = 1_000_000;
         let good = serde_json::json!({"exp": now + 60, "iss": "me", "aud": ["x", "srv"]});
         assert_eq!(v.verify(&jwt(&secret, &good), now), Ok(()));
+        assert_eq!(v.verify(&jwt(&[1u8; 32], &good), now), Err("invalid websocket jwt"));
         assert_eq!(
-            v.verify(&jwt(&[1u8; 32], &good), now),
+            v.verify(&jwt(&secret, &serde_json::json!({"iss":"me","aud":"srv"})), now),
             Err("invalid websocket jwt")
         );
         assert_eq!(
             v.verify(
-                &jwt(&secret, &serde_json::json!({"iss":"me","aud":"srv"})),
-                now
-            ),
-            Err("invalid websocket jwt")
-        );
-        assert_eq!(
-            v.verify(
-                &jwt(
-                    &secret,
-                    &serde_json::json!({"exp": now - 31, "iss":"me","aud":"srv"})
-                ),
+                &jwt(&secret, &serde_json::json!({"exp": now - 31, "iss":"me","aud":"srv"})),
                 now
             ),
             Err("expired websocket jwt")
@@ -355,20 +319,14 @@ mod tests {
         );
         assert_eq!(
             v.verify(
-                &jwt(
-                    &secret,
-                    &serde_json::json!({"exp": now + 60, "iss":"you","aud":"srv"})
-                ),
+                &jwt(&secret, &serde_json::json!({"exp": now + 60, "iss":"you","aud":"srv"})),
                 now
             ),
             Err("websocket jwt issuer mismatch")
         );
         assert_eq!(
             v.verify(
-                &jwt(
-                    &secret,
-                    &serde_json::json!({"exp": now + 60, "iss":"me","aud":"other"})
-                ),
+                &jwt(&secret, &serde_json::json!({"exp": now + 60, "iss":"me","aud":"other"})),
                 now
             ),
             Err("websocket jwt audience mismatch")

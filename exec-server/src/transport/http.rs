@@ -27,11 +27,7 @@ use crate::server::ServerState;
 type Body = Full<Bytes>;
 
 /// Accepts connections until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<ServerState>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -105,22 +101,13 @@ async fn route(
 
 fn upgrade(req: Request<Incoming>, peer: SocketAddr, state: Arc<ServerState>) -> Response<Body> {
     if !header_has_token(&req, header::CONNECTION, "upgrade") {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "Connection header did not include 'upgrade'",
-        );
+        return plain(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'");
     }
     if !header_has_token(&req, header::UPGRADE, "websocket") {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "Upgrade header did not include 'websocket'",
-        );
+        return plain(StatusCode::BAD_REQUEST, "Upgrade header did not include 'websocket'");
     }
     if req.method() != Method::GET {
-        return plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "WebSocket upgrades must use GET",
-        );
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "WebSocket upgrades must use GET");
     }
     if req
         .headers()
@@ -128,22 +115,13 @@ fn upgrade(req: Request<Incoming>, peer: SocketAddr, state: Arc<ServerState>) ->
         .map(HeaderValue::as_bytes)
         != Some(b"13")
     {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Version header must be 13",
-        );
+        return plain(StatusCode::BAD_REQUEST, "Sec-WebSocket-Version header must be 13");
     }
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Key header is missing",
-        );
+        return plain(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key header is missing");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
+    let auth = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
     if let Err(message) = state.config.ws_auth.check(auth) {
         debug!(%peer, message, "websocket upgrade refused");
         return plain(StatusCode::UNAUTHORIZED, message);

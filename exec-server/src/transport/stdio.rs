@@ -22,9 +22,7 @@ pub async fn serve(state: Arc<ServerState>) {
         let mut stdout = tokio::io::stdout();
         while let Some(frame) = rx.recv().await {
             let Frame::Text(text) = frame else { break };
-            if stdout.write_all(text.as_bytes()).await.is_err()
-                || stdout.write_all(b"\n").await.is_err()
-            {
+            if stdout.write_all(text.as_bytes()).await.is_err() || stdout.write_all(b"\n").await.is_err() {
                 break;
             }
             if rx.is_empty() && stdout.flush().await.is_err() {
@@ -37,17 +35,12 @@ pub async fn serve(state: Arc<ServerState>) {
     let mut line = Vec::new();
     loop {
         line.clear();
-        match (&mut stdin)
-            .take(max as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await
-        {
+        match (&mut stdin).take(max as u64 + 1).read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
         if line.len() > max && line.last() != Some(&b'\n') {
-            let err =
-                RpcError::invalid_request(format!("message exceeds the limit of {max} bytes"));
+            let err = RpcError::invalid_request(format!("message exceeds the limit of {max} bytes"));
             let _ = out.send(encode_error(&RequestId::UNKNOWN, &err)).await;
             // Skip the rest of the oversize line.
             let mut rest = Vec::new();

@@ -52,8 +52,7 @@ where
             Some(Ok(_)) => {} // pings are answered by tungstenite; pongs need nothing
             Some(Err(WsError::Capacity(e))) => {
                 info!(conn = conn.id, error = %e, "oversize message; closing with 1009");
-                out.close(u16::from(CloseCode::Size), "message too big")
-                    .await;
+                out.close(u16::from(CloseCode::Size), "message too big").await;
                 break;
             }
             Some(Err(e)) => {
@@ -68,12 +67,8 @@ where
     info!(conn = conn.id, %peer, "websocket disconnected");
 }
 
-async fn write_loop<K>(
-    mut sink: K,
-    mut rx: mpsc::Receiver<Frame>,
-    ping: Duration,
-    mut stop: oneshot::Receiver<()>,
-) where
+async fn write_loop<K>(mut sink: K, mut rx: mpsc::Receiver<Frame>, ping: Duration, mut stop: oneshot::Receiver<()>)
+where
     K: futures_util::Sink<Message, Error = WsError> + Unpin,
 {
     let mut ticker = interval_at(Instant::now() + ping, ping);

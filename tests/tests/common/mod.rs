@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_exec-server-under-test");
@@ -25,7 +25,9 @@ pub fn b64(data: &[u8]) -> String {
 }
 
 pub fn unb64(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(text).expect("valid base64 from the server")
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("valid base64 from the server")
 }
 
 pub fn uri(path: &Path) -> String {
@@ -46,7 +48,10 @@ impl Server {
 
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(BIN);
-        cmd.args(["--listen", "ws://127.0.0.1:0"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::null());
+        cmd.args(["--listen", "ws://127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         cmd.env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
@@ -56,9 +61,16 @@ impl Server {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read the bound URL");
         let url = line.trim().to_string();
-        assert!(url.starts_with("ws://127.0.0.1:"), "first stdout line is the URL, got {url:?}");
+        assert!(
+            url.starts_with("ws://127.0.0.1:"),
+            "first stdout line is the URL, got {url:?}"
+        );
         let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-        Server { child: Some(child), url, port }
+        Server {
+            child: Some(child),
+            url,
+            port,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -79,7 +91,10 @@ impl Server {
     /// Sends SIGTERM and waits for exit; returns the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -119,10 +134,16 @@ impl Client {
     pub async fn try_connect(url: &str, bearer: Option<&str>) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let mut req = url.into_client_request()?;
         if let Some(t) = bearer {
-            req.headers_mut().insert("authorization", format!("Bearer {t}").parse().expect("header"));
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {t}").parse().expect("header"));
         }
         let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
-        Ok(Client { ws, next_id: 1, notifications: VecDeque::new(), responses: Default::default() })
+        Ok(Client {
+            ws,
+            next_id: 1,
+            notifications: VecDeque::new(),
+            responses: Default::default(),
+        })
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {
@@ -149,13 +170,17 @@ impl Client {
 
     /// The next raw frame, including Close.
     pub async fn recv_frame(&mut self) -> Option<Message> {
-        tokio::time::timeout(WAIT, self.ws.next()).await.ok()?.and_then(Result::ok)
+        tokio::time::timeout(WAIT, self.ws.next())
+            .await
+            .ok()?
+            .and_then(Result::ok)
     }
 
     pub async fn send_request(&mut self, method: &str, params: Value) -> i64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.send_text(json!({"id": id, "method": method, "params": params}).to_string()).await;
+        self.send_text(json!({"id": id, "method": method, "params": params}).to_string())
+            .await;
         id
     }
 
@@ -175,7 +200,10 @@ impl Client {
             }
         };
         if let Some(e) = msg.get("error") {
-            return Err((e["code"].as_i64().unwrap_or(0), e["message"].as_str().unwrap_or("").to_string()));
+            return Err((
+                e["code"].as_i64().unwrap_or(0),
+                e["message"].as_str().unwrap_or("").to_string(),
+            ));
         }
         Ok(msg["result"].clone())
     }
@@ -202,11 +230,13 @@ impl Client {
     }
 
     pub async fn notify(&mut self, method: &str, params: Value) {
-        self.send_text(json!({"method": method, "params": params}).to_string()).await;
+        self.send_text(json!({"method": method, "params": params}).to_string())
+            .await;
     }
 
     pub async fn initialize(&mut self, resume: Option<&str>) -> Result<Value, (i64, String)> {
-        self.call("initialize", json!({"clientName": "test", "resumeSessionId": resume})).await
+        self.call("initialize", json!({"clientName": "test", "resumeSessionId": resume}))
+            .await
     }
 
     /// `initialize` + `initialized`; returns the session id.
@@ -237,7 +267,9 @@ impl Client {
     pub async fn events_until_closed(&mut self, process_id: &str) -> Vec<Value> {
         let mut events = Vec::new();
         loop {
-            let n = self.notification(|m| m["params"]["processId"] == json!(process_id)).await;
+            let n = self
+                .notification(|m| m["params"]["processId"] == json!(process_id))
+                .await;
             let closed = n["method"] == "process/closed";
             events.push(n);
             if closed {
@@ -282,7 +314,11 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("exec-server-test-{tag}-{}-{}", std::process::id(), rand_suffix()));
+        let dir = std::env::temp_dir().join(format!(
+            "exec-server-test-{tag}-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir.canonicalize().expect("canonical temp dir"))
     }
@@ -303,17 +339,26 @@ impl Drop for TempDir {
 fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
     t ^ (N.fetch_add(1, Ordering::Relaxed) << 32)
 }
 
 /// Pids of live (non-zombie) processes whose environment contains `marker`.
 pub fn pids_with_env_marker(marker: &str) -> Vec<i32> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
         if !env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
             continue;
         }
