@@ -98,9 +98,8 @@ impl ExecServerClient {
                         }
                     }
                     Ok(Incoming::Notification(n)) => {
-                        if notif_tx.send(n).await.is_err() {
-                            // Nobody listens for notifications; keep serving responses.
-                        }
+                        // When nobody listens for notifications, responses are still served.
+                        let _ = notif_tx.send(n).await;
                     }
                     Ok(Incoming::Request(r)) => {
                         let err = RpcError::method_not_found(&r.method);

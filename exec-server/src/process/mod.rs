@@ -129,33 +129,32 @@ impl Process {
         let mut version = self.version.subscribe();
         loop {
             version.borrow_and_update();
-            if let Some(result) = self.read_now(after, params.max_bytes, wait.is_zero()) {
-                return result;
+            if self.has_news(after) {
+                break;
             }
             match tokio::time::timeout_at(deadline, version.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => {
-                    return self
-                        .read_now(after, params.max_bytes, true)
-                        .unwrap_or_else(|| unreachable_read());
-                }
+                _ => break,
             }
         }
+        self.snapshot(after, params.max_bytes)
     }
 
-    /// Answers now when there is something to report (or `force`); `None` = keep waiting.
-    fn read_now(&self, after: u64, max_bytes: Option<usize>, force: bool) -> Option<ReadResult> {
+    /// Whether a long-poll after `after` should answer now: new output, the close, or
+    /// an exit the reader has not seen yet.
+    fn has_news(&self, after: u64) -> bool {
         let st = lock(&self.state);
-        let ready = st.ring.has_after(after) || st.closed || (st.exit.is_some() && after + 1 < st.next_seq);
-        if !ready && !force {
-            return None;
-        }
+        st.ring.has_after(after) || st.closed || (st.exit.is_some() && after + 1 < st.next_seq)
+    }
+
+    fn snapshot(&self, after: u64, max_bytes: Option<usize>) -> ReadResult {
+        let st = lock(&self.state);
         let read = st.ring.read(after, max_bytes, st.next_seq);
         let next_seq = match (read.truncated, read.chunks.last()) {
             (true, Some(last)) => last.seq + 1,
             _ => st.next_seq,
         };
-        Some(ReadResult {
+        ReadResult {
             chunks: read
                 .chunks
                 .into_iter()
@@ -173,7 +172,7 @@ impl Process {
             sandbox_denied: false,
             dropped_before_seq: read.dropped_before_seq,
             reason: st.exit.map(|e| e.reason),
-        })
+        }
     }
 
     /// Queues a stdin write in arrival order; the receiver reports its outcome.
@@ -272,20 +271,6 @@ impl Process {
             started_at_ms: self.started_at_ms,
             metadata: self.metadata.clone(),
         }
-    }
-}
-
-fn unreachable_read() -> ReadResult {
-    ReadResult {
-        chunks: Vec::new(),
-        next_seq: 1,
-        exited: false,
-        exit_code: None,
-        closed: false,
-        failure: Some("internal: read did not complete".into()),
-        sandbox_denied: false,
-        dropped_before_seq: None,
-        reason: None,
     }
 }
 
