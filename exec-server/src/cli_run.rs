@@ -34,6 +34,9 @@ pub struct RunArgs {
     /// Working directory on the server (default: the server's).
     #[arg(long)]
     pub cwd: Option<String>,
+    /// Print every protocol frame to stderr.
+    #[arg(long)]
+    pub trace: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -92,7 +95,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
 
 async fn run_inner(args: RunArgs) -> Result<u8, String> {
     let token = crate::cli::read_token(&args.token_file)?;
-    let (client, mut notes) = ExecServerClient::connect(&args.url, token.as_deref())
+    let (client, mut notes) = ExecServerClient::connect_traced(&args.url, token.as_deref(), args.trace)
         .await
         .map_err(|e| e.to_string())?;
     let init = client

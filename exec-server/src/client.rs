@@ -47,6 +47,15 @@ impl ExecServerClient {
         url: &str,
         bearer: Option<&str>,
     ) -> Result<(ExecServerClient, mpsc::Receiver<Notification>), ClientError> {
+        Self::connect_traced(url, bearer, false).await
+    }
+
+    /// Like `connect`; with `trace`, every frame sent and received is printed to stderr.
+    pub async fn connect_traced(
+        url: &str,
+        bearer: Option<&str>,
+        trace: bool,
+    ) -> Result<(ExecServerClient, mpsc::Receiver<Notification>), ClientError> {
         let mut request = url
             .into_client_request()
             .map_err(|e| ClientError::Connect(e.to_string()))?;
@@ -64,6 +73,9 @@ impl ExecServerClient {
         let pending: Pending = Arc::default();
         tokio::spawn(async move {
             while let Some(msg) = out_rx.recv().await {
+                if trace && let Message::Text(t) = &msg {
+                    eprintln!("→ {}", t.as_str());
+                }
                 if sink.send(msg).await.is_err() {
                     break;
                 }
@@ -75,7 +87,12 @@ impl ExecServerClient {
         tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
                 let data = match msg {
-                    Message::Text(t) => t.as_bytes().to_vec(),
+                    Message::Text(t) => {
+                        if trace {
+                            eprintln!("← {}", t.as_str());
+                        }
+                        t.as_bytes().to_vec()
+                    }
                     Message::Binary(b) => b.to_vec(),
                     Message::Close(_) => break,
                     _ => continue,

@@ -79,7 +79,10 @@ impl Pump {
         let mut stopped = false;
 
         while !(exited && a.is_none() && b.is_none()) {
+            // Biased: when both pipes are ready, stdout is read first, which keeps the usual
+            // `echo out; echo err >&2` order; output is always read before the exit.
             tokio::select! {
+                biased;
                 _ = self.process.stop.notified(), if !stopped => {
                     stopped = true;
                     self.process.kill_group();
