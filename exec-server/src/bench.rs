@@ -1,8 +1,540 @@
-//! `exec-server bench`.
+//! `exec-server bench`: measures the server side by side with a local baseline in the
+//! same run: exec round trip of `true` (p50/p99) against a direct local spawn, execs per
+//! second with 1 and 32 in flight, stdout throughput through `process/output` against a
+//! local pipe, echo latency over a pipe and a PTY against local ones, idle memory, and
+//! 1,000 connections with 500 processes at once. Without `--url` it starts the server
+//! binary itself (so it can read the server's memory use).
 
-#[derive(clap::Args)]
-pub struct BenchArgs {}
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-pub async fn run(_args: BenchArgs) -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+use base64::Engine;
+use exec_protocol::{Notification, methods};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::client::ExecServerClient;
+use crate::session::lock;
+
+#[derive(clap::Args, Clone)]
+pub struct BenchArgs {
+    /// Measure this server instead of starting one (memory figures are then skipped).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Fewer iterations, for a quick look.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Bytes of stdout for the throughput run.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub stdout_bytes: u64,
+}
+
+/// One measured line of the report.
+#[derive(Serialize)]
+struct Row {
+    metric: &'static str,
+    value: f64,
+    unit: &'static str,
+    baseline: Option<f64>,
+    target: String,
+    pass: bool,
+}
+
+type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Notification>>>>;
+
+/// A client whose notifications are routed to per-process channels.
+struct Bench {
+    client: Arc<ExecServerClient>,
+    routes: Routes,
+    cwd: String,
+    next: AtomicU64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx].as_secs_f64() * 1000.0
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+impl Bench {
+    async fn connect(url: &str) -> Result<Bench, String> {
+        let (client, mut notes) = ExecServerClient::connect(url, None).await.map_err(|e| e.to_string())?;
+        client
+            .initialize("exec-server-bench", None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let routes: Routes = Arc::default();
+        let r = routes.clone();
+        tokio::spawn(async move {
+            while let Some(n) = notes.recv().await {
+                let id = n.params.get("processId").and_then(Value::as_str).map(str::to_string);
+                if let Some(tx) = id.and_then(|id| lock(&r).get(&id).cloned()) {
+                    let _ = tx.send(n);
+                }
+            }
+        });
+        Ok(Bench {
+            client: Arc::new(client),
+            routes,
+            cwd: "file:///tmp".into(),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    async fn start(
+        &self,
+        argv: &[&str],
+        tty: bool,
+        pipe_stdin: bool,
+    ) -> Result<(String, mpsc::UnboundedReceiver<Notification>), String> {
+        let id = format!("b{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.routes).insert(id.clone(), tx);
+        let params = json!({"processId": id, "argv": argv, "cwd": self.cwd, "env": {"PATH": "/usr/bin:/bin"}, "tty": tty, "pipeStdin": pipe_stdin});
+        self.client
+            .request_value(methods::PROCESS_START, params)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((id, rx))
+    }
+
+    async fn finish(&self, id: &str, mut rx: mpsc::UnboundedReceiver<Notification>) -> Result<u64, String> {
+        let mut bytes = 0u64;
+        while let Some(n) = rx.recv().await {
+            match n.method.as_str() {
+                methods::PROCESS_OUTPUT => {
+                    if let Some(chunk) = n.params.get("chunk").and_then(Value::as_str) {
+                        bytes += b64().decode(chunk).map(|d| d.len() as u64).unwrap_or(0);
+                    }
+                }
+                methods::PROCESS_CLOSED => break,
+                _ => {}
+            }
+        }
+        lock(&self.routes).remove(id);
+        Ok(bytes)
+    }
+
+    /// start → closed of `true`.
+    async fn exec_true(&self) -> Result<Duration, String> {
+        let t = Instant::now();
+        let (id, rx) = self.start(&["true"], false, false).await?;
+        self.finish(&id, rx).await?;
+        Ok(t.elapsed())
+    }
+
+    /// Write one byte, wait for it to come back.
+    async fn echo(&self, tty: bool, rounds: usize) -> Result<Vec<Duration>, String> {
+        let argv: &[&str] = if tty {
+            &["sh", "-c", "stty raw -echo; exec cat"]
+        } else {
+            &["cat"]
+        };
+        let (id, mut rx) = self.start(argv, tty, true).await?;
+        if tty {
+            // Let stty take effect before measuring.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut out = Vec::with_capacity(rounds);
+        for i in 0..rounds {
+            let t = Instant::now();
+            let client = self.client.clone();
+            let params = json!({"processId": id, "chunk": b64().encode(b"x"), "writeId": i.to_string()});
+            let write = tokio::spawn(async move { client.request_value(methods::PROCESS_WRITE, params).await });
+            loop {
+                let n = rx.recv().await.ok_or("process ended")?;
+                if n.method == methods::PROCESS_OUTPUT {
+                    break;
+                }
+            }
+            out.push(t.elapsed());
+            let _ = write.await;
+        }
+        let _ = self
+            .client
+            .request_value(methods::PROCESS_TERMINATE, json!({"processId": id}))
+            .await;
+        lock(&self.routes).remove(&id);
+        Ok(out)
+    }
+}
+
+fn local_spawn(n: usize) -> Vec<Duration> {
+    (0..n)
+        .filter_map(|_| {
+            let t = Instant::now();
+            std::process::Command::new("true").status().ok().map(|_| t.elapsed())
+        })
+        .collect()
+}
+
+fn local_pipe_throughput(bytes: u64) -> f64 {
+    let t = Instant::now();
+    let Ok(mut child) = std::process::Command::new("head")
+        .args(["-c", &bytes.to_string(), "/dev/zero"])
+        .stdout(Stdio::piped())
+        .spawn()
+    else {
+        return f64::NAN;
+    };
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    if let Some(out) = child.stdout.as_mut() {
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+    }
+    let _ = child.wait();
+    total as f64 / t.elapsed().as_secs_f64() / 1e6
+}
+
+fn local_echo(tty: bool, rounds: usize) -> Vec<Duration> {
+    let mut out = Vec::new();
+    if tty {
+        let Ok(pty) = nix::pty::openpty(None, None) else {
+            return out;
+        };
+        let slave: OwnedFd = pty.slave;
+        let (Ok(a), Ok(b)) = (slave.try_clone(), slave.try_clone()) else {
+            return out;
+        };
+        let Ok(mut child) = std::process::Command::new("sh")
+            .args(["-c", "stty raw -echo; exec cat"])
+            .stdin(Stdio::from(a))
+            .stdout(Stdio::from(b))
+            .spawn()
+        else {
+            return out;
+        };
+        drop(slave);
+        let mut master = std::fs::File::from(pty.master);
+        std::thread::sleep(Duration::from_millis(100));
+        let mut byte = [0u8; 1];
+        for _ in 0..rounds {
+            let t = Instant::now();
+            if master.write_all(b"x").is_err() || master.read(&mut byte).is_err() {
+                break;
+            }
+            out.push(t.elapsed());
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    } else {
+        let Ok(mut child) = std::process::Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+        else {
+            return out;
+        };
+        let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return out;
+        };
+        let mut byte = [0u8; 1];
+        for _ in 0..rounds {
+            let t = Instant::now();
+            if stdin.write_all(b"x").is_err() || stdout.read(&mut byte).is_err() {
+                break;
+            }
+            out.push(t.elapsed());
+        }
+        drop(stdin);
+        let _ = child.wait();
+    }
+    out
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The server this run measures: started here, or given with `--url`.
+struct Target {
+    url: String,
+    child: Option<std::process::Child>,
+}
+
+impl Target {
+    fn start() -> Result<Target, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = std::process::Command::new(exe)
+            .args([
+                "--listen",
+                "ws://127.0.0.1:0",
+                "--detach-grace-ms",
+                "0",
+                "--process-retention-ms",
+                "1000",
+            ])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map_err(|e| e.to_string())?;
+        Ok(Target {
+            url: line.trim().to_string(),
+            child: Some(child),
+        })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> ExitCode {
+    crate::server::raise_fd_limit();
+    match run_inner(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("exec-server bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_inner(args: BenchArgs) -> Result<bool, String> {
+    let target = match &args.url {
+        Some(url) => Target {
+            url: url.clone(),
+            child: None,
+        },
+        None => Target::start()?,
+    };
+    let idle_rss = target.pid().and_then(rss_kib);
+    let bench = Bench::connect(&target.url).await?;
+    let n = if args.quick { 100 } else { 500 };
+    let mut rows = Vec::new();
+
+    // Exec round trip of `true`, sequential; warm up first.
+    for _ in 0..20 {
+        bench.exec_true().await?;
+    }
+    let mut remote = Vec::with_capacity(n);
+    for _ in 0..n {
+        remote.push(bench.exec_true().await?);
+    }
+    remote.sort();
+    let mut local = local_spawn(n);
+    local.sort();
+    let (p50, p99, base50) = (
+        percentile(&remote, 0.5),
+        percentile(&remote, 0.99),
+        percentile(&local, 0.5),
+    );
+    rows.push(Row {
+        metric: "exec `true` p50",
+        value: p50,
+        unit: "ms",
+        baseline: Some(base50),
+        target: format!("<= 1.5 ms and <= 1.5x local ({:.2} ms)", 1.5 * base50),
+        pass: p50 <= 1.5 && p50 <= 1.5 * base50,
+    });
+    rows.push(Row {
+        metric: "exec `true` p99",
+        value: p99,
+        unit: "ms",
+        baseline: Some(percentile(&local, 0.99)),
+        target: "-".into(),
+        pass: true,
+    });
+
+    // Execs per second with 1 and 32 in flight.
+    let total: f64 = remote.iter().map(Duration::as_secs_f64).sum();
+    let one = n as f64 / total;
+    rows.push(Row {
+        metric: "execs/s, 1 in flight",
+        value: one,
+        unit: "/s",
+        baseline: Some(n as f64 / local.iter().map(Duration::as_secs_f64).sum::<f64>()),
+        target: "-".into(),
+        pass: true,
+    });
+    let bench = Arc::new(bench);
+    let count = if args.quick { 640 } else { 3200 };
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let b = bench.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..count / 32 {
+                b.exec_true().await?;
+            }
+            let _ = w;
+            Ok::<_, String>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    let rate = count as f64 / t.elapsed().as_secs_f64();
+    rows.push(Row {
+        metric: "execs/s, 32 in flight",
+        value: rate,
+        unit: "/s",
+        baseline: None,
+        target: ">= 1200/s".into(),
+        pass: rate >= 1200.0,
+    });
+
+    // Stdout throughput.
+    let bytes = args.stdout_bytes;
+    let t = Instant::now();
+    let arg = bytes.to_string();
+    let (id, rx) = bench.start(&["head", "-c", &arg, "/dev/zero"], false, false).await?;
+    let got = bench.finish(&id, rx).await?;
+    let mbps = got as f64 / t.elapsed().as_secs_f64() / 1e6;
+    if got != bytes {
+        return Err(format!("throughput run delivered {got} of {bytes} bytes"));
+    }
+    let base = local_pipe_throughput(bytes);
+    rows.push(Row {
+        metric: "stdout through process/output",
+        value: mbps,
+        unit: "MB/s",
+        baseline: Some(base),
+        target: ">= 1000 MB/s".into(),
+        pass: mbps >= 1000.0,
+    });
+
+    // Echo latency.
+    let rounds = if args.quick { 200 } else { 1000 };
+    for (tty, name, goal) in [(false, "echo p50, pipe", 0.10), (true, "echo p50, pty", 0.15)] {
+        let mut remote = bench.echo(tty, rounds).await?;
+        remote.sort();
+        let mut local = local_echo(tty, rounds);
+        local.sort();
+        let p50 = percentile(&remote, 0.5);
+        rows.push(Row {
+            metric: name,
+            value: p50,
+            unit: "ms",
+            baseline: Some(percentile(&local, 0.5)),
+            target: format!("<= {goal} ms"),
+            pass: p50 <= goal,
+        });
+    }
+
+    // Memory: idle, then per idle connection; then 1,000 connections and 500 processes.
+    if let (Some(pid), Some(idle)) = (target.pid(), idle_rss) {
+        rows.push(Row {
+            metric: "idle RSS",
+            value: idle as f64 / 1024.0,
+            unit: "MiB",
+            baseline: None,
+            target: "<= 10 MiB".into(),
+            pass: idle <= 10 * 1024,
+        });
+        let before = rss_kib(pid).unwrap_or(0);
+        let mut conns = Vec::new();
+        for _ in 0..1000 {
+            let (c, notes) = ExecServerClient::connect(&target.url, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            c.initialize("idle", None).await.map_err(|e| e.to_string())?;
+            conns.push((c, notes));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = rss_kib(pid).unwrap_or(0);
+        let per = after.saturating_sub(before) as f64 / 1000.0;
+        rows.push(Row {
+            metric: "RSS per idle connection",
+            value: per,
+            unit: "KiB",
+            baseline: None,
+            target: "<= 64 KiB".into(),
+            pass: per <= 64.0,
+        });
+        // 500 processes at once, spread over the open connections.
+        let t = Instant::now();
+        let mut starts = Vec::new();
+        for i in 0..500usize {
+            let params = json!({"processId": format!("many{i}"), "argv": ["sleep", "2"], "cwd": "file:///tmp", "env": {}, "tty": i % 5 == 0});
+            let c = &conns[i % conns.len()].0;
+            starts.push(c.request_value(methods::PROCESS_START, params));
+        }
+        let results = futures_util::future::join_all(starts).await;
+        let failures = results.iter().filter(|r| r.is_err()).count();
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            eprintln!("first failure: {e}");
+        }
+        let ok = failures == 0;
+        rows.push(Row {
+            metric: "1000 connections + 500 processes",
+            value: (500 - failures) as f64,
+            unit: "started",
+            baseline: None,
+            target: format!("500 without error ({:.0} ms)", t.elapsed().as_secs_f64() * 1000.0),
+            pass: ok,
+        });
+        let peak = rss_kib(pid).unwrap_or(0);
+        rows.push(Row {
+            metric: "RSS with 1000 conns + 500 procs",
+            value: peak as f64 / 1024.0,
+            unit: "MiB",
+            baseline: None,
+            target: "-".into(),
+            pass: true,
+        });
+        drop(conns);
+    }
+
+    let all_pass = rows.iter().all(|r| r.pass);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+    } else {
+        println!(
+            "{:<34} {:>12} {:>12}  {:<40} {}",
+            "metric", "value", "baseline", "target", ""
+        );
+        for r in &rows {
+            let base = r.baseline.map(|b| format!("{b:.3}")).unwrap_or_else(|| "-".into());
+            println!(
+                "{:<34} {:>8.3} {:<4}{:>12}  {:<40} {}",
+                r.metric,
+                r.value,
+                r.unit,
+                base,
+                r.target,
+                if r.pass { "ok" } else { "MISS" }
+            );
+        }
+    }
+    Ok(all_pass)
 }

@@ -65,8 +65,23 @@ pub async fn termination() {
     }
 }
 
+/// Raises the soft open-file limit (up to the hard limit, at most 65,536): every
+/// connection and process costs descriptors, and the common soft default of 1024 is far
+/// below what one server handles. Children inherit the raised soft limit.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const WANTED: u64 = 65_536;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < WANTED.min(hard)
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, WANTED.min(hard), hard)
+    {
+        warn!(error = %e, "cannot raise the open-file limit");
+    }
+}
+
 /// Binds `addr` and serves until a termination signal; prints the bound URL first.
 pub async fn run(addr: ListenAddr, config: ServerConfig) -> std::io::Result<()> {
+    raise_fd_limit();
     let state = ServerState::new(config);
     match addr {
         ListenAddr::Ws(addr) => {
