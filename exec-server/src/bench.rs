@@ -13,11 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use exec_protocol::Base64Bytes;
 use exec_protocol::{Notification, methods};
+use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::ExecServerClient;
 use crate::session::lock;
@@ -65,10 +67,6 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx].as_secs_f64() * 1000.0
-}
-
-fn b64() -> base64::engine::GeneralPurpose {
-    base64::engine::general_purpose::STANDARD
 }
 
 impl Bench {
@@ -119,7 +117,7 @@ impl Bench {
             match n.method.as_str() {
                 methods::PROCESS_OUTPUT => {
                     if let Some(chunk) = n.params.get("chunk").and_then(Value::as_str) {
-                        bytes += b64().decode(chunk).map(|d| d.len() as u64).unwrap_or(0);
+                        bytes += Base64Bytes::decode(chunk).map(|d| d.len() as u64).unwrap_or(0);
                     }
                 }
                 methods::PROCESS_CLOSED => break,
@@ -137,39 +135,83 @@ impl Bench {
         self.finish(&id, rx).await?;
         Ok(t.elapsed())
     }
+}
 
-    /// Write one byte, wait for it to come back.
-    async fn echo(&self, tty: bool, rounds: usize) -> Result<Vec<Duration>, String> {
-        let argv: &[&str] = if tty {
-            &["sh", "-c", "stty raw -echo; exec cat"]
+/// A single-task WebSocket client for latency: no helper tasks or channels between the
+/// socket and the measurement, so the numbers are the server's.
+struct Lean {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    next_id: u64,
+}
+
+impl Lean {
+    async fn connect(url: &str) -> Result<Lean, String> {
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut lean = Lean { ws, next_id: 1 };
+        lean.send("initialize", json!({"clientName": "bench-lean"})).await?;
+        lean.until(|v| v.get("id").is_some()).await?;
+        lean.ws
+            .send(Message::text(r#"{"method":"initialized","params":{}}"#))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(lean)
+    }
+
+    async fn send(&mut self, method: &str, params: Value) -> Result<(), String> {
+        let text = json!({"id": self.next_id, "method": method, "params": params}).to_string();
+        self.next_id += 1;
+        self.ws.send(Message::text(text)).await.map_err(|e| e.to_string())
+    }
+
+    /// Reads messages until one matches.
+    async fn until(&mut self, want: impl Fn(&Value) -> bool) -> Result<Value, String> {
+        while let Some(msg) = self.ws.next().await {
+            if let Message::Text(t) = msg.map_err(|e| e.to_string())? {
+                let v: Value = serde_json::from_str(t.as_str()).map_err(|e| e.to_string())?;
+                if v.get("error").is_some() {
+                    return Err(v.to_string());
+                }
+                if want(&v) {
+                    return Ok(v);
+                }
+            }
+        }
+        Err("connection closed".into())
+    }
+
+    async fn exec_true(&mut self, id: &str) -> Result<Duration, String> {
+        let t = Instant::now();
+        let params = json!({"processId": id, "argv": ["true"], "cwd": "file:///tmp", "env": {}, "tty": false});
+        self.send(methods::PROCESS_START, params).await?;
+        self.until(|v| v["method"] == methods::PROCESS_CLOSED && v["params"]["processId"] == id)
+            .await?;
+        Ok(t.elapsed())
+    }
+
+    async fn echo(&mut self, tty: bool, rounds: usize) -> Result<Vec<Duration>, String> {
+        let id = if tty { "echo-pty" } else { "echo-pipe" };
+        let argv = if tty {
+            json!(["sh", "-c", "stty raw -echo; echo ready; exec cat"])
         } else {
-            &["cat"]
+            json!(["cat"])
         };
-        let (id, mut rx) = self.start(argv, tty, true).await?;
+        let params = json!({"processId": id, "argv": argv, "cwd": "file:///tmp", "env": {"PATH": "/usr/bin:/bin"}, "tty": tty, "pipeStdin": true});
+        self.send(methods::PROCESS_START, params).await?;
         if tty {
-            // Let stty take effect before measuring.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.until(|v| v["method"] == methods::PROCESS_OUTPUT).await?;
         }
         let mut out = Vec::with_capacity(rounds);
         for i in 0..rounds {
             let t = Instant::now();
-            let client = self.client.clone();
-            let params = json!({"processId": id, "chunk": b64().encode(b"x"), "writeId": i.to_string()});
-            let write = tokio::spawn(async move { client.request_value(methods::PROCESS_WRITE, params).await });
-            loop {
-                let n = rx.recv().await.ok_or("process ended")?;
-                if n.method == methods::PROCESS_OUTPUT {
-                    break;
-                }
-            }
+            let params = json!({"processId": id, "chunk": Base64Bytes::encode(b"x"), "writeId": i.to_string()});
+            self.send(methods::PROCESS_WRITE, params).await?;
+            self.until(|v| v["method"] == methods::PROCESS_OUTPUT).await?;
             out.push(t.elapsed());
-            let _ = write.await;
         }
-        let _ = self
-            .client
-            .request_value(methods::PROCESS_TERMINATE, json!({"processId": id}))
-            .await;
-        lock(&self.routes).remove(&id);
+        self.send(methods::PROCESS_TERMINATE, json!({"processId": id})).await?;
+        self.until(|v| v["method"] == methods::PROCESS_CLOSED).await?;
         Ok(out)
     }
 }
@@ -262,6 +304,13 @@ fn local_echo(tty: bool, rounds: usize) -> Vec<Duration> {
     out
 }
 
+/// Live child processes of `pid`.
+fn children_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map(|s| s.split_whitespace().count())
+        .unwrap_or(0)
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -317,6 +366,80 @@ impl Drop for Target {
     }
 }
 
+/// Memory first, on a fresh server: idle RSS, RSS per idle connection, then 1,000
+/// connections with 500 processes at once.
+async fn memory_rows(target: &Target, idle_rss: Option<u64>, rows: &mut Vec<Row>) -> Result<(), String> {
+    if let (Some(pid), Some(idle)) = (target.pid(), idle_rss) {
+        rows.push(Row {
+            metric: "idle RSS",
+            value: idle as f64 / 1024.0,
+            unit: "MiB",
+            baseline: None,
+            target: "<= 10 MiB".into(),
+            pass: idle <= 10 * 1024,
+        });
+        let before = rss_kib(pid).unwrap_or(0);
+        let mut conns = Vec::new();
+        for _ in 0..1000 {
+            let (c, notes) = ExecServerClient::connect(&target.url, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            c.initialize("idle", None).await.map_err(|e| e.to_string())?;
+            conns.push((c, notes));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = rss_kib(pid).unwrap_or(0);
+        let per = after.saturating_sub(before) as f64 / 1000.0;
+        rows.push(Row {
+            metric: "RSS per idle connection",
+            value: per,
+            unit: "KiB",
+            baseline: None,
+            target: "<= 64 KiB".into(),
+            pass: per <= 64.0,
+        });
+        // 500 processes at once, spread over the open connections.
+        let t = Instant::now();
+        let mut starts = Vec::new();
+        for i in 0..500usize {
+            let params = json!({"processId": format!("many{i}"), "argv": ["sleep", "2"], "cwd": "file:///tmp", "env": {}, "tty": i % 5 == 0});
+            let c = &conns[i % conns.len()].0;
+            starts.push(c.request_value(methods::PROCESS_START, params));
+        }
+        let results = futures_util::future::join_all(starts).await;
+        let failures = results.iter().filter(|r| r.is_err()).count();
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            eprintln!("first failure: {e}");
+        }
+        let ok = failures == 0;
+        rows.push(Row {
+            metric: "1000 connections + 500 processes",
+            value: (500 - failures) as f64,
+            unit: "started",
+            baseline: None,
+            target: format!("500 without error ({:.0} ms)", t.elapsed().as_secs_f64() * 1000.0),
+            pass: ok,
+        });
+        let peak = rss_kib(pid).unwrap_or(0);
+        rows.push(Row {
+            metric: "RSS with 1000 conns + 500 procs",
+            value: peak as f64 / 1024.0,
+            unit: "MiB",
+            baseline: None,
+            target: "-".into(),
+            pass: true,
+        });
+        drop(conns);
+        // Let the 1,000 sessions and 500 processes wind down before timing anything.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && children_of(pid) > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    Ok(())
+}
+
 pub async fn run(args: BenchArgs) -> ExitCode {
     crate::server::raise_fd_limit();
     match run_inner(args).await {
@@ -338,17 +461,19 @@ async fn run_inner(args: BenchArgs) -> Result<bool, String> {
         None => Target::start()?,
     };
     let idle_rss = target.pid().and_then(rss_kib);
-    let bench = Bench::connect(&target.url).await?;
-    let n = if args.quick { 100 } else { 500 };
     let mut rows = Vec::new();
+    memory_rows(&target, idle_rss, &mut rows).await?;
+    let bench = Bench::connect(&target.url).await?;
+    let mut lean = Lean::connect(&target.url).await?;
+    let n = if args.quick { 100 } else { 500 };
 
     // Exec round trip of `true`, sequential; warm up first.
-    for _ in 0..20 {
-        bench.exec_true().await?;
+    for i in 0..20 {
+        lean.exec_true(&format!("warm{i}")).await?;
     }
     let mut remote = Vec::with_capacity(n);
-    for _ in 0..n {
-        remote.push(bench.exec_true().await?);
+    for i in 0..n {
+        remote.push(lean.exec_true(&format!("true{i}")).await?);
     }
     remote.sort();
     let mut local = local_spawn(n);
@@ -436,7 +561,7 @@ async fn run_inner(args: BenchArgs) -> Result<bool, String> {
     // Echo latency.
     let rounds = if args.quick { 200 } else { 1000 };
     for (tty, name, goal) in [(false, "echo p50, pipe", 0.10), (true, "echo p50, pty", 0.15)] {
-        let mut remote = bench.echo(tty, rounds).await?;
+        let mut remote = lean.echo(tty, rounds).await?;
         remote.sort();
         let mut local = local_echo(tty, rounds);
         local.sort();
@@ -451,78 +576,11 @@ async fn run_inner(args: BenchArgs) -> Result<bool, String> {
         });
     }
 
-    // Memory: idle, then per idle connection; then 1,000 connections and 500 processes.
-    if let (Some(pid), Some(idle)) = (target.pid(), idle_rss) {
-        rows.push(Row {
-            metric: "idle RSS",
-            value: idle as f64 / 1024.0,
-            unit: "MiB",
-            baseline: None,
-            target: "<= 10 MiB".into(),
-            pass: idle <= 10 * 1024,
-        });
-        let before = rss_kib(pid).unwrap_or(0);
-        let mut conns = Vec::new();
-        for _ in 0..1000 {
-            let (c, notes) = ExecServerClient::connect(&target.url, None)
-                .await
-                .map_err(|e| e.to_string())?;
-            c.initialize("idle", None).await.map_err(|e| e.to_string())?;
-            conns.push((c, notes));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let after = rss_kib(pid).unwrap_or(0);
-        let per = after.saturating_sub(before) as f64 / 1000.0;
-        rows.push(Row {
-            metric: "RSS per idle connection",
-            value: per,
-            unit: "KiB",
-            baseline: None,
-            target: "<= 64 KiB".into(),
-            pass: per <= 64.0,
-        });
-        // 500 processes at once, spread over the open connections.
-        let t = Instant::now();
-        let mut starts = Vec::new();
-        for i in 0..500usize {
-            let params = json!({"processId": format!("many{i}"), "argv": ["sleep", "2"], "cwd": "file:///tmp", "env": {}, "tty": i % 5 == 0});
-            let c = &conns[i % conns.len()].0;
-            starts.push(c.request_value(methods::PROCESS_START, params));
-        }
-        let results = futures_util::future::join_all(starts).await;
-        let failures = results.iter().filter(|r| r.is_err()).count();
-        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-            eprintln!("first failure: {e}");
-        }
-        let ok = failures == 0;
-        rows.push(Row {
-            metric: "1000 connections + 500 processes",
-            value: (500 - failures) as f64,
-            unit: "started",
-            baseline: None,
-            target: format!("500 without error ({:.0} ms)", t.elapsed().as_secs_f64() * 1000.0),
-            pass: ok,
-        });
-        let peak = rss_kib(pid).unwrap_or(0);
-        rows.push(Row {
-            metric: "RSS with 1000 conns + 500 procs",
-            value: peak as f64 / 1024.0,
-            unit: "MiB",
-            baseline: None,
-            target: "-".into(),
-            pass: true,
-        });
-        drop(conns);
-    }
-
     let all_pass = rows.iter().all(|r| r.pass);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
     } else {
-        println!(
-            "{:<34} {:>12} {:>12}  {:<40} {}",
-            "metric", "value", "baseline", "target", ""
-        );
+        println!("{:<34} {:>12} {:>12}  {:<40}", "metric", "value", "baseline", "target");
         for r in &rows {
             let base = r.baseline.map(|b| format!("{b:.3}")).unwrap_or_else(|| "-".into());
             println!(

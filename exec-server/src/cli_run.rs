@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use base64::Engine;
+use exec_protocol::Base64Bytes;
 use exec_protocol::methods;
 use exec_protocol::process::{EnvInherit, EnvPolicy, TerminalSize};
 use nix::sys::termios::{self, SetArg, Termios};
@@ -137,7 +137,6 @@ async fn run_inner(args: RunArgs) -> Result<u8, String> {
     let mut winch = signal(SignalKind::window_change()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut code: Option<i32> = None;
-    let b64 = base64::engine::general_purpose::STANDARD;
     loop {
         tokio::select! {
             note = notes.recv() => {
@@ -147,7 +146,7 @@ async fn run_inner(args: RunArgs) -> Result<u8, String> {
                 }
                 match note.method.as_str() {
                     methods::PROCESS_OUTPUT => {
-                        let data = note.params.get("chunk").and_then(|c| c.as_str()).and_then(|c| b64.decode(c).ok()).unwrap_or_default();
+                        let data = note.params.get("chunk").and_then(|c| c.as_str()).and_then(|c| Base64Bytes::decode(c).ok()).unwrap_or_default();
                         if note.params.get("stream").and_then(|s| s.as_str()) == Some("stderr") {
                             let _ = std::io::stderr().write_all(&data);
                         } else {
@@ -179,7 +178,6 @@ async fn forward_stdin(client: std::sync::Arc<ExecServerClient>, process_id: Str
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; 64 * 1024];
     let mut write_id = 0u64;
-    let b64 = base64::engine::general_purpose::STANDARD;
     loop {
         match stdin.read(&mut buf).await {
             Ok(0) | Err(_) => {
@@ -190,8 +188,7 @@ async fn forward_stdin(client: std::sync::Arc<ExecServerClient>, process_id: Str
             }
             Ok(n) => {
                 write_id += 1;
-                let params =
-                    json!({"processId": process_id, "chunk": b64.encode(&buf[..n]), "writeId": write_id.to_string()});
+                let params = json!({"processId": process_id, "chunk": Base64Bytes::encode(&buf[..n]), "writeId": write_id.to_string()});
                 if client.request_value(methods::PROCESS_WRITE, params).await.is_err() {
                     return;
                 }

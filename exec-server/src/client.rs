@@ -86,18 +86,18 @@ impl ExecServerClient {
         let reply = out.clone();
         tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
-                let data = match msg {
+                let decoded = match &msg {
                     Message::Text(t) => {
                         if trace {
                             eprintln!("← {}", t.as_str());
                         }
-                        t.as_bytes().to_vec()
+                        Incoming::decode(t.as_bytes())
                     }
-                    Message::Binary(b) => b.to_vec(),
+                    Message::Binary(b) => Incoming::decode(b),
                     Message::Close(_) => break,
                     _ => continue,
                 };
-                match Incoming::decode(&data) {
+                match decoded {
                     Ok(Incoming::Response {
                         id: RequestId::Int(id),
                         result,

@@ -126,7 +126,10 @@ impl Connection {
     }
 
     async fn handle_request(self: &Arc<Self>, req: Request) {
-        let concurrent = self.server.config.concurrent_requests > 1 && self.is_ready();
+        // Handlers that never wait (a spawn, a signal, a lookup) run inline: a task per
+        // request would cost more than the work. Waiting ones run concurrently.
+        let concurrent =
+            self.server.config.concurrent_requests > 1 && self.is_ready() && !rpc::never_waits(&req.method);
         let span = info_span!("request", conn = self.id, id = %req.id, method = %req.method);
         if !concurrent {
             let reply = rpc::dispatch(self, &req.method, req.params).instrument(span).await;

@@ -379,6 +379,7 @@ pub fn start(session: &Arc<Session>, params: StartParams, cfg: &ServerConfig) ->
             sources: spawned.sources,
             limits: pump_limits,
             retention: cfg.process_retention,
+            chunk_limit: fdio::chunk_limit(cfg.output_retention_bytes),
         };
         tokio::spawn(pump.run().instrument(span));
         Ok(process)

@@ -9,13 +9,12 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use exec_protocol::bytes::Base64Ref;
 use exec_protocol::envelope::encode_notification;
 use exec_protocol::methods;
+use exec_protocol::process::encode_output_notification;
 use exec_protocol::process::{ClosedNotification, ExitReason, ExitedNotification, OutputStream};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use serde::Serialize;
 use tokio::process::Child;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, warn};
@@ -25,8 +24,10 @@ use super::spawn::Source;
 use super::{ExitInfo, Process, PumpLimits};
 use crate::session::Session;
 
-/// Bytes read from a pipe or PTY at once.
-const READ_BUF: usize = 64 * 1024;
+/// Pipe buffer a chatty child gets once it fills the default one.
+const BIG_PIPE: usize = 1 << 20;
+/// The kernel's default pipe buffer.
+const DEFAULT_PIPE: usize = 64 * 1024;
 /// After the child exits, how long a PTY may take to hand over its last output.
 const PTY_SETTLE: Duration = Duration::from_millis(50);
 /// Between SIGTERM and SIGKILL when a timeout limit fires.
@@ -39,20 +40,13 @@ pub struct Pump {
     pub sources: Vec<Source>,
     pub limits: PumpLimits,
     pub retention: Duration,
+    /// Largest chunk read at once (see `fdio::chunk_limit`).
+    pub chunk_limit: usize,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OutputOut<'a> {
-    process_id: &'a str,
-    seq: u64,
-    stream: OutputStream,
-    chunk: Base64Ref<'a>,
-}
-
-async fn read_opt(src: &Option<Source>, buf: &mut [u8]) -> std::io::Result<usize> {
+async fn read_opt(src: &Option<Source>, limit: usize) -> std::io::Result<Bytes> {
     match src {
-        Some(s) => fdio::read(&s.fd, buf).await,
+        Some(s) => fdio::read_chunk(&s.fd, limit).await,
         None => std::future::pending().await,
     }
 }
@@ -69,8 +63,6 @@ impl Pump {
         let mut sources = std::mem::take(&mut self.sources).into_iter();
         let mut a = sources.next();
         let mut b = sources.next();
-        let mut buf_a = vec![0u8; READ_BUF];
-        let mut buf_b = vec![0u8; READ_BUF];
         let mut exited = false;
         let mut forced: Option<ExitReason> = None;
         let mut total: u64 = 0;
@@ -89,15 +81,15 @@ impl Pump {
                     a = None;
                     b = None;
                 }
-                r = read_opt(&a, &mut buf_a) => {
-                    self.on_read(&mut a, &mut b, r, &buf_a, &mut total, &mut forced).await;
+                r = read_opt(&a, self.chunk_limit) => {
+                    self.on_read(&mut a, &mut b, r, &mut total, &mut forced).await;
                 }
-                r = read_opt(&b, &mut buf_b) => {
-                    self.on_read(&mut b, &mut a, r, &buf_b, &mut total, &mut forced).await;
+                r = read_opt(&b, self.chunk_limit) => {
+                    self.on_read(&mut b, &mut a, r, &mut total, &mut forced).await;
                 }
                 status = self.child.wait(), if !exited => {
-                    self.drain(&mut a, &mut buf_a).await;
-                    self.drain(&mut b, &mut buf_b).await;
+                    self.drain(&mut a).await;
+                    self.drain(&mut b).await;
                     exited = true;
                     match status {
                         Ok(status) => self.emit_exited(status, forced).await,
@@ -133,31 +125,34 @@ impl Pump {
         &self,
         src: &mut Option<Source>,
         other: &mut Option<Source>,
-        r: std::io::Result<usize>,
-        buf: &[u8],
+        r: std::io::Result<Bytes>,
         total: &mut u64,
         forced: &mut Option<ExitReason>,
     ) {
-        let Some(stream) = src.as_ref().map(|s| s.stream) else {
-            return;
-        };
-        let n = match r {
-            Ok(0) => {
+        let Some(source) = src.as_mut() else { return };
+        let stream = source.stream;
+        let chunk = match r {
+            Ok(chunk) if chunk.is_empty() => {
                 *src = None;
                 return;
             }
-            Ok(n) => n,
+            Ok(chunk) => chunk,
             Err(e) => {
                 debug!(error = %e, "output read failed; treating as end of stream");
                 *src = None;
                 return;
             }
         };
+        let n = chunk.len();
+        if n >= DEFAULT_PIPE && !source.grown && stream != OutputStream::Pty {
+            source.grown = true;
+            fdio::grow_pipe(&source.fd, BIG_PIPE);
+        }
         if let Some(limit) = self.limits.output_bytes {
             let room = limit.saturating_sub(*total);
             if n as u64 > room {
                 if room > 0 {
-                    self.emit_output(stream, &buf[..room as usize]).await;
+                    self.emit_output(stream, chunk.slice(..room as usize)).await;
                 }
                 *total = limit;
                 debug!(limit, "output limit reached; killing the group");
@@ -169,30 +164,23 @@ impl Pump {
             }
         }
         *total += n as u64;
-        self.emit_output(stream, &buf[..n]).await;
+        self.emit_output(stream, chunk).await;
     }
 
     /// After the child exited: emits what its streams already hold.
-    async fn drain(&self, src: &mut Option<Source>, buf: &mut [u8]) {
+    async fn drain(&self, src: &mut Option<Source>) {
         let Some(stream) = src.as_ref().map(|s| s.stream) else {
             return;
         };
-        loop {
-            let Some(s) = src.as_ref() else { return };
-            match fdio::try_read(&s.fd, buf) {
-                Ok(Some(0)) | Err(_) => {
-                    *src = None;
-                    return;
-                }
-                Ok(Some(n)) => self.emit_output(stream, &buf[..n]).await,
+        while let Some(s) = src.as_ref() {
+            match fdio::try_read_chunk(&s.fd, self.chunk_limit) {
+                Ok(Some(chunk)) if !chunk.is_empty() => self.emit_output(stream, chunk).await,
+                Ok(Some(_)) | Err(_) => *src = None,
                 Ok(None) if stream == OutputStream::Pty => {
                     // The terminal may still be moving the last bytes to the master side.
-                    match tokio::time::timeout(PTY_SETTLE, fdio::read(&s.fd, buf)).await {
-                        Ok(Ok(0)) | Ok(Err(_)) => {
-                            *src = None;
-                            return;
-                        }
-                        Ok(Ok(n)) => self.emit_output(stream, &buf[..n]).await,
+                    match tokio::time::timeout(PTY_SETTLE, fdio::read_chunk(&s.fd, self.chunk_limit)).await {
+                        Ok(Ok(chunk)) if !chunk.is_empty() => self.emit_output(stream, chunk).await,
+                        Ok(_) => *src = None,
                         Err(_) => return,
                     }
                 }
@@ -201,18 +189,14 @@ impl Pump {
         }
     }
 
-    async fn emit_output(&self, stream: OutputStream, data: &[u8]) {
-        let seq = self.process.push_output(stream, Bytes::copy_from_slice(data));
+    async fn emit_output(&self, stream: OutputStream, data: Bytes) {
+        let seq = self.process.push_output(stream, data.clone());
         let Some(out) = self.session.upgrade().and_then(|s| s.outbound()) else {
             return;
         };
-        let params = OutputOut {
-            process_id: &self.process.id,
-            seq,
-            stream,
-            chunk: Base64Ref(data),
-        };
-        let _ = out.send(encode_notification(methods::PROCESS_OUTPUT, params)).await;
+        let _ = out
+            .send(encode_output_notification(&self.process.id, seq, stream, &data))
+            .await;
     }
 
     async fn emit_exited(&self, status: ExitStatus, forced: Option<ExitReason>) {

@@ -37,6 +37,8 @@ pub struct SpawnSpec<'a> {
 pub struct Source {
     pub fd: AsyncFd<OwnedFd>,
     pub stream: OutputStream,
+    /// The pipe buffer was already enlarged.
+    pub grown: bool,
 }
 
 /// A started child and its descriptors.
@@ -112,10 +114,12 @@ fn spawn_pipes(mut cmd: Command, pipe_stdin: bool) -> Result<Spawned, SpawnError
         Source {
             fd: fdio::register(out_r, Interest::READABLE)?,
             stream: OutputStream::Stdout,
+            grown: false,
         },
         Source {
             fd: fdio::register(err_r, Interest::READABLE)?,
             stream: OutputStream::Stderr,
+            grown: false,
         },
     ];
     Ok(Spawned {
@@ -165,6 +169,7 @@ fn spawn_pty(mut cmd: Command, size: TerminalSize) -> Result<Spawned, SpawnError
         sources: vec![Source {
             fd: reader,
             stream: OutputStream::Pty,
+            grown: true,
         }],
         stdin: Some(writer),
         pty_master: Some(Arc::new(master)),

@@ -50,6 +50,23 @@ pub async fn dispatch(conn: &Arc<Connection>, method: &str, params: Value) -> Re
     }
 }
 
+/// Methods whose handlers finish without waiting on I/O, timers or other tasks.
+pub fn never_waits(method: &str) -> bool {
+    matches!(
+        method,
+        m::ENVIRONMENT_INFO
+            | m::ENVIRONMENT_STATUS
+            | m::ENVIRONMENT_CONFIG_READ
+            | m::PROCESS_START
+            | m::PROCESS_SIGNAL
+            | m::PROCESS_TERMINATE
+            | m::PROCESS_RESIZE
+            | m::PROCESS_LIST
+            | m::FS_CLOSE
+            | m::FS_WATCH_MISSING
+    )
+}
+
 /// Decodes struct params; `null` decodes like `{}` would fail (missing fields).
 pub fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
     let params = if params.is_null() {

@@ -24,8 +24,13 @@ use crate::server::ServerState;
 /// Messages written before a flush.
 const WRITE_BATCH: usize = 64;
 
+/// Read buffer reserved per connection: small, so idle connections stay cheap (the
+/// default is 128 KiB); big messages simply take more reads.
+const READ_BUFFER: usize = 8 * 1024;
+
 pub fn config(cfg: &ServerConfig) -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(cfg.max_message_bytes))
         .max_frame_size(Some(cfg.max_frame_bytes))
 }
