@@ -225,6 +225,20 @@ fn local_spawn(n: usize) -> Vec<Duration> {
         .collect()
 }
 
+/// A local spawn as an async program does it: tokio, stdout and stderr piped, output
+/// read to the end and the exit awaited (the same work the server does per process).
+async fn local_spawn_piped(n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = tokio::process::Command::new("true").stdin(Stdio::null()).output().await;
+        if r.is_ok() {
+            out.push(t.elapsed());
+        }
+    }
+    out
+}
+
 fn local_pipe_throughput(bytes: u64) -> f64 {
     let t = Instant::now();
     let Ok(mut child) = std::process::Command::new("head")
@@ -490,6 +504,16 @@ async fn run_inner(args: BenchArgs) -> Result<bool, String> {
         baseline: Some(base50),
         target: format!("<= 1.5 ms and <= 1.5x local ({:.2} ms)", 1.5 * base50),
         pass: p50 <= 1.5 && p50 <= 1.5 * base50,
+    });
+    let mut piped = local_spawn_piped(n).await;
+    piped.sort();
+    rows.push(Row {
+        metric: "  local tokio spawn, piped, p50",
+        value: percentile(&piped, 0.5),
+        unit: "ms",
+        baseline: None,
+        target: "reference point".into(),
+        pass: true,
     });
     rows.push(Row {
         metric: "exec `true` p99",
