@@ -430,27 +430,28 @@ async fn arg0_and_cwd_are_applied() {
 async fn spawn_failures_leave_no_entry() {
     let server = Server::start(&[]);
     let mut c = server.ready_client().await;
-    let (code, msg) = c
-        .err("process/start", start_params("x", &["no-such-program-xyz"], json!({})))
-        .await;
-    assert_eq!(code, -32603);
-    assert!(msg.starts_with("No such file or directory (os error 2)"), "{msg}");
-    let (code, msg) = c
-        .err(
-            "process/start",
-            start_params("x", &["true"], json!({"cwd": "file:///no/such/dir"})),
-        )
-        .await;
-    assert_eq!(code, -32603);
-    assert!(msg.starts_with("No such file or directory (os error 2)"), "{msg}");
-    let (code, msg) = c
-        .err(
-            "process/start",
-            start_params("x", &["true"], json!({"cwd": "file:///etc/hostname"})),
-        )
-        .await;
-    assert_eq!(code, -32603);
-    assert!(msg.starts_with("Not a directory (os error 20)"), "{msg}");
+    let cases = [
+        (
+            &["no-such-program-xyz"][..],
+            json!({}),
+            "No such file or directory (os error 2)",
+        ),
+        (
+            &["true"][..],
+            json!({"cwd": "file:///no/such/dir"}),
+            "No such file or directory (os error 2)",
+        ),
+        (
+            &["true"][..],
+            json!({"cwd": "file:///etc/hostname"}),
+            "Not a directory (os error 20)",
+        ),
+    ];
+    for (argv, extra, prefix) in cases {
+        let (code, msg) = c.err("process/start", start_params("x", argv, extra)).await;
+        assert_eq!(code, -32603);
+        assert!(msg.starts_with(prefix), "{msg}");
+    }
     // The id is free: a later start with it works.
     c.start("x", &["true"], json!({})).await;
     c.events_until_closed("x").await;
