@@ -474,9 +474,14 @@ async fn run_inner(args: BenchArgs) -> Result<bool, String> {
         },
         None => Target::start()?,
     };
-    let idle_rss = target.pid().and_then(rss_kib);
     let mut rows = Vec::new();
-    memory_rows(&target, idle_rss, &mut rows).await?;
+    if args.url.is_none() {
+        // Memory and scale get their own server, so the latency figures below come from
+        // a fresh one.
+        let scale = Target::start()?;
+        let idle = scale.pid().and_then(rss_kib);
+        memory_rows(&scale, idle, &mut rows).await?;
+    }
     let bench = Bench::connect(&target.url).await?;
     let mut lean = Lean::connect(&target.url).await?;
     let n = if args.quick { 100 } else { 500 };

@@ -147,6 +147,11 @@ impl Connection {
         } else {
             (None, params)
         };
+        if let Some(rpc::process::WriteStep::Done(status)) = pending_write {
+            // Written (or refused) already: answer without a task.
+            let reply = rpc::process::write_finish(rpc::process::WriteStep::Done(status)).await;
+            return self.respond(&id, reply).await;
+        }
         let Ok(permit) = self.limiter.clone().acquire_owned().await else {
             return;
         };

@@ -23,13 +23,13 @@ use exec_protocol::{Base64Bytes, RpcError};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::Value;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, watch};
 use tracing::{Instrument, info_span};
 
 use crate::config::ServerConfig;
 use crate::session::{Session, lock};
 use ring::{Chunk, OutputRing};
-use stdin::StdinOp;
+use stdin::{Stdin, WriteStep};
 
 /// How many `writeId`s a process remembers for deduplication.
 const WRITE_IDS_REMEMBERED: usize = 4096;
@@ -62,7 +62,7 @@ pub struct Process {
     state: Mutex<State>,
     /// Bumped on every state change; long-polling readers wait on it.
     version: watch::Sender<u64>,
-    stdin: Mutex<Option<mpsc::Sender<StdinOp>>>,
+    stdin: Mutex<Option<Stdin>>,
     pty_master: Option<Arc<OwnedFd>>,
     /// Tells the pump to kill the group and stop (session end, server exit).
     stop: Notify,
@@ -175,16 +175,13 @@ impl Process {
         }
     }
 
-    /// Queues a stdin write in arrival order; the receiver reports its outcome.
-    /// A repeated `writeId` is accepted without writing again.
-    pub async fn write(&self, write_id: String, data: Vec<u8>) -> Result<oneshot::Receiver<WriteStatus>, WriteStatus> {
-        let tx = lock(&self.stdin).clone().ok_or(WriteStatus::StdinClosed)?;
+    /// Writes to stdin in arrival order (at once when possible). A repeated `writeId` is
+    /// accepted without writing again.
+    pub async fn write(&self, write_id: String, data: Vec<u8>) -> WriteStep {
         {
             let mut st = lock(&self.state);
             if st.write_ids.contains(&write_id) {
-                let (done, rx) = oneshot::channel();
-                let _ = done.send(WriteStatus::Accepted);
-                return Ok(rx);
+                return WriteStep::Done(WriteStatus::Accepted);
             }
             st.write_ids.insert(write_id.clone());
             st.write_order.push_back(write_id);
@@ -194,18 +191,21 @@ impl Process {
                 }
             }
         }
-        let (done, rx) = oneshot::channel();
-        tx.send(StdinOp::Write(data, done))
-            .await
-            .map_err(|_| WriteStatus::StdinClosed)?;
-        Ok(rx)
+        let attempt = match lock(&self.stdin).as_ref() {
+            Some(stdin) => stdin.write(data),
+            None => return WriteStep::Done(WriteStatus::StdinClosed),
+        };
+        match attempt {
+            Ok(step) => step,
+            Err(full) => full.enqueue().await,
+        }
     }
 
     /// Closes stdin (EOF for pipes, end-of-file character for a PTY). False if already closed.
     pub async fn close_stdin_request(&self) -> bool {
-        let tx = lock(&self.stdin).take();
-        match tx {
-            Some(tx) => tx.send(StdinOp::Close).await.is_ok(),
+        let stdin = lock(&self.stdin).take();
+        match stdin {
+            Some(stdin) => stdin.close().await,
             None => false,
         }
     }
@@ -341,10 +341,10 @@ pub fn start(session: &Arc<Session>, params: StartParams, cfg: &ServerConfig) ->
     session.processes.insert_new(&process_id, || {
         let spawned = spawn::spawn(&spec).map_err(|e| RpcError::internal(e.to_string()))?;
         let (version, _) = watch::channel(0);
-        let (stdin_tx, stdin_handle) = match spawned.stdin {
+        let (stdin, stdin_task) = match spawned.stdin {
             Some(fd) => {
-                let (tx, rx) = mpsc::channel(256);
-                (Some(tx), Some((fd, rx)))
+                let (stdin, task) = Stdin::new(fd, params.tty);
+                (Some(stdin), Some(task))
             }
             None => (None, None),
         };
@@ -364,13 +364,13 @@ pub fn start(session: &Arc<Session>, params: StartParams, cfg: &ServerConfig) ->
                 write_order: VecDeque::new(),
             }),
             version,
-            stdin: Mutex::new(stdin_tx),
+            stdin: Mutex::new(stdin),
             pty_master: spawned.pty_master.clone(),
             stop: Notify::new(),
         });
         let span = info_span!("process", session = %session.id, process = %process_id, pid = spawned.pid);
-        if let Some((fd, rx)) = stdin_handle {
-            tokio::spawn(stdin::run(fd, rx, params.tty).instrument(span.clone()));
+        if let Some(task) = stdin_task {
+            tokio::spawn(task.instrument(span.clone()));
         }
         let pump = pump::Pump {
             process: process.clone(),

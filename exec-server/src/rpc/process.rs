@@ -8,10 +8,10 @@ use exec_protocol::process::{
     TerminateResult, WriteParams, WriteResult, WriteStatus,
 };
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use super::{Reply, ack, ok, parse};
 use crate::connection::Connection;
+pub use crate::process::stdin::WriteStep;
 use crate::process::{self, Process};
 
 const FAMILY: &str = "exec";
@@ -36,12 +36,6 @@ pub async fn read(conn: &Arc<Connection>, params: Value) -> Reply {
     ok(&proc.read(&p).await)
 }
 
-/// A `process/write` whose bytes are queued but not yet written.
-pub enum WriteStep {
-    Done(WriteStatus),
-    Pending(oneshot::Receiver<WriteStatus>),
-}
-
 /// Validates a write and queues it on the process's stdin, in arrival order.
 pub async fn write_enqueue(conn: &Arc<Connection>, params: Value) -> Result<WriteStep, RpcError> {
     let p: WriteParams = parse(params)?;
@@ -54,18 +48,11 @@ pub async fn write_enqueue(conn: &Arc<Connection>, params: Value) -> Result<Writ
     if p.chunk.0.is_empty() {
         return Ok(WriteStep::Done(WriteStatus::Accepted));
     }
-    Ok(match proc.write(p.write_id, p.chunk.0).await {
-        Ok(rx) => WriteStep::Pending(rx),
-        Err(status) => WriteStep::Done(status),
-    })
+    Ok(proc.write(p.write_id, p.chunk.0).await)
 }
 
 pub async fn write_finish(step: WriteStep) -> Reply {
-    let status = match step {
-        WriteStep::Done(s) => s,
-        WriteStep::Pending(rx) => rx.await.unwrap_or(WriteStatus::StdinClosed),
-    };
-    ok(&WriteResult { status })
+    ok(&WriteResult { status: step.status().await })
 }
 
 pub async fn write(conn: &Arc<Connection>, params: Value) -> Reply {
