@@ -324,6 +324,14 @@ async fn file_errors_keep_the_reference_codes() {
         let (got_code, got) = c.err(method, params.clone()).await;
         assert_eq!((got_code, got.as_str()), (code, message), "{method} {params}");
     }
+    // sysfs refuses writes to read-only attributes even for root.
+    let (code, msg) = c
+        .err(
+            "fs/writeFile",
+            json!({"path": "file:///sys/kernel/notes", "dataBase64": ""}),
+        )
+        .await;
+    assert_eq!((code, msg.as_str()), (-32600, "Permission denied (os error 13)"));
     c.ok("fs/remove", json!({"path": u("missing")})).await; // force defaults to true
     c.ok("fs/open", json!({"handleId": "h", "path": u("file"), "mode": "read"}))
         .await;

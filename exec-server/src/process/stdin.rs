@@ -5,8 +5,8 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use exec_protocol::process::WriteStatus;
 use nix::errno::Errno;
@@ -84,7 +84,11 @@ impl Stdin {
         let op = Op::Write(data, done);
         match self.tx.try_send(op) {
             Ok(()) => Ok(WriteStep::Pending(rx)),
-            Err(mpsc::error::TrySendError::Full(op)) => Err(QueueFull { tx: self.tx.clone(), op, rx }),
+            Err(mpsc::error::TrySendError::Full(op)) => Err(QueueFull {
+                tx: self.tx.clone(),
+                op,
+                rx,
+            }),
             Err(mpsc::error::TrySendError::Closed(_)) => Ok(WriteStep::Done(WriteStatus::StdinClosed)),
         }
     }

@@ -52,7 +52,9 @@ pub async fn write_enqueue(conn: &Arc<Connection>, params: Value) -> Result<Writ
 }
 
 pub async fn write_finish(step: WriteStep) -> Reply {
-    ok(&WriteResult { status: step.status().await })
+    ok(&WriteResult {
+        status: step.status().await,
+    })
 }
 
 pub async fn write(conn: &Arc<Connection>, params: Value) -> Reply {
