@@ -94,8 +94,8 @@ impl Stdin {
     }
 
     /// Queues the close behind pending writes.
-    pub fn close(self) -> impl std::future::Future<Output = bool> {
-        async move { self.tx.send(Op::Close).await.is_ok() }
+    pub async fn close(self) -> bool {
+        self.tx.send(Op::Close).await.is_ok()
     }
 }
 
