@@ -48,9 +48,14 @@ pub struct HttpRequestParams {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ResponseHeader {
     pub name: String,
+    /// The value; for a value that is not UTF-8, its lossy text.
     pub value: String,
+    /// The exact bytes, only for values that are not UTF-8 (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::ServerConfig;
+use crate::http::BrokerConfig;
+use crate::http::policy::{HostPattern, HostPolicy};
 use crate::transport::ListenAddr;
 use crate::transport::auth::{AuthFlags, WsAuth};
 
@@ -70,6 +72,22 @@ pub struct ServeArgs {
     /// Largest file `fs/readFile` and `fs/writeFile` move in one message.
     #[arg(long, default_value_t = 64 << 20)]
     pub fs_max_file_bytes: u64,
+    /// Deadline for an `http/request` that gives no `timeoutMs` (0 = none, as the reference).
+    #[arg(long, default_value_t = 0)]
+    pub http_default_timeout_ms: u64,
+    /// Largest response body `http/request` buffers; larger ones need `streamResponse`.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub http_max_buffered_body: u64,
+    /// Hosts `http/request` may reach (repeatable; `example.com`, `*.example.com`, an IP
+    /// or CIDR). Without any, every host not denied is allowed.
+    #[arg(long = "http-allow", value_name = "HOSTPATTERN")]
+    pub http_allow: Vec<HostPattern>,
+    /// Hosts `http/request` may not reach (repeatable; wins over `--http-allow`).
+    #[arg(long = "http-deny", value_name = "HOSTPATTERN")]
+    pub http_deny: Vec<HostPattern>,
+    /// Let `http/request` reach cloud metadata addresses (denied by default).
+    #[arg(long)]
+    pub http_allow_metadata: bool,
     /// Exit when stdin reaches end of file (for supervisors that hold a pipe).
     #[arg(long, env = "CODEX_EXEC_SERVER_EXIT_ON_STDIN_CLOSE")]
     pub exit_on_stdin_close: bool,
@@ -102,6 +120,16 @@ impl ServeArgs {
             max_frame_bytes: self.max_frame_bytes,
             fs_max_file_bytes: self.fs_max_file_bytes,
             ws_auth,
+            http: BrokerConfig {
+                default_timeout: (self.http_default_timeout_ms > 0)
+                    .then(|| Duration::from_millis(self.http_default_timeout_ms)),
+                max_buffered_body: self.http_max_buffered_body,
+                policy: HostPolicy {
+                    allow: self.http_allow.clone(),
+                    deny: self.http_deny.clone(),
+                    allow_metadata: self.http_allow_metadata,
+                },
+            },
             ..ServerConfig::default()
         })
     }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::http::BrokerConfig;
 use crate::transport::auth::WsAuth;
 
 /// Runtime settings, built from the command line.
@@ -26,6 +27,8 @@ pub struct ServerConfig {
     pub ws_auth: WsAuth,
     /// Interval of server pings on idle WebSocket connections.
     pub ping_interval: Duration,
+    /// `http/request` settings.
+    pub http: BrokerConfig,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             fs_max_file_bytes: 64 << 20,
             ws_auth: WsAuth::None,
             ping_interval: Duration::from_secs(30),
+            http: BrokerConfig::default(),
         }
     }
 }

@@ -56,7 +56,7 @@ fn capabilities() -> BTreeMap<String, bool> {
         ("fsWatchMissing", true),
         ("capabilityDiscoveryV2", false),
         ("environmentConfigRead", true),
-        ("httpHeaderEnvVars", false),
+        ("httpHeaderEnvVars", true),
         ("sandboxedFileStreaming", false),
         ("fileWriteStreaming", false),
         ("shellSnapshotV2", false),
@@ -74,7 +74,9 @@ fn capabilities() -> BTreeMap<String, bool> {
         ("processReadDroppedBeforeSeq", true),
         ("cancelRequest", true),
         ("sessionResume", true),
-        ("httpRequest", false),
+        ("httpRequest", true),
+        ("httpErrorKinds", true),
+        ("httpNonUtf8HeaderValues", true),
         ("sandbox", false),
     ];
     flags.into_iter().map(|(k, v)| (k.to_string(), v)).collect()

@@ -13,6 +13,7 @@ pub mod config;
 pub mod connection;
 pub mod environment;
 pub mod fs;
+pub mod http;
 pub mod process;
 pub mod rpc;
 pub mod server;

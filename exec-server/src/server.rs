@@ -13,11 +13,14 @@ use tracing::{info, warn};
 
 use crate::config::ServerConfig;
 use crate::environment;
+use crate::http::Broker;
 use crate::session::SessionRegistry;
 use crate::transport::{self, ListenAddr};
 
 pub struct ServerState {
     pub config: ServerConfig,
+    /// The process-wide HTTP broker, shared by every connection.
+    pub broker: Arc<Broker>,
     pub sessions: Arc<SessionRegistry>,
     pub environment: EnvironmentInfo,
     next_connection: AtomicU64,
@@ -27,6 +30,7 @@ impl ServerState {
     pub fn new(config: ServerConfig) -> Arc<ServerState> {
         Arc::new(ServerState {
             sessions: Arc::new(SessionRegistry::new(config.detach_grace)),
+            broker: Arc::new(Broker::new(config.http.clone())),
             environment: environment::detect(&config),
             config,
             next_connection: AtomicU64::new(1),

@@ -34,7 +34,32 @@ pub struct Connection {
     pub out: Outbound,
     phase: Mutex<Phase>,
     inflight: Mutex<HashMap<RequestId, oneshot::Sender<()>>>,
+    /// Streamed `http/request` bodies in progress, by their `requestId`.
+    streams: Mutex<HashMap<String, ActiveStream>>,
     limiter: Arc<Semaphore>,
+}
+
+struct ActiveStream {
+    rpc_id: RequestId,
+    cancel: oneshot::Sender<()>,
+}
+
+/// A reserved stream `requestId`; released when dropped.
+pub struct StreamSlot {
+    conn: Arc<Connection>,
+    request_id: String,
+    rpc_id: RequestId,
+    /// Fires when the client cancels the request (Ok) or the connection ends (Err).
+    pub cancelled: oneshot::Receiver<()>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = lock(&self.conn.streams);
+        if streams.get(&self.request_id).is_some_and(|s| s.rpc_id == self.rpc_id) {
+            streams.remove(&self.request_id);
+        }
+    }
 }
 
 impl Connection {
@@ -46,6 +71,7 @@ impl Connection {
             out,
             phase: Mutex::new(Phase::New),
             inflight: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
             limiter: Arc::new(Semaphore::new(permits)),
             server,
         })
@@ -83,6 +109,30 @@ impl Connection {
         *lock(&self.phase) = Phase::Initialized(session);
     }
 
+    /// Reserves `request_id` for a streamed response of request `rpc_id`.
+    pub fn reserve_stream(self: &Arc<Self>, request_id: &str, rpc_id: &RequestId) -> Result<StreamSlot, RpcError> {
+        let mut streams = lock(&self.streams);
+        if streams.contains_key(request_id) {
+            return Err(RpcError::invalid_params(format!(
+                "http/request streamResponse requestId `{request_id}` is already active"
+            )));
+        }
+        let (cancel, cancelled) = oneshot::channel();
+        streams.insert(
+            request_id.to_string(),
+            ActiveStream {
+                rpc_id: rpc_id.clone(),
+                cancel,
+            },
+        );
+        Ok(StreamSlot {
+            conn: self.clone(),
+            request_id: request_id.to_string(),
+            rpc_id: rpc_id.clone(),
+            cancelled,
+        })
+    }
+
     fn is_ready(&self) -> bool {
         matches!(*lock(&self.phase), Phase::Ready(_))
     }
@@ -117,6 +167,13 @@ impl Connection {
                 Ok(p) => {
                     if let Some(cancel) = lock(&self.inflight).remove(&p.id) {
                         let _ = cancel.send(());
+                        return;
+                    }
+                    // A streamed response already answered: end its body stream.
+                    let mut streams = lock(&self.streams);
+                    let key = streams.iter().find(|(_, s)| s.rpc_id == p.id).map(|(k, _)| k.clone());
+                    if let Some(stream) = key.and_then(|k| streams.remove(&k)) {
+                        let _ = stream.cancel.send(());
                     }
                 }
                 Err(e) => warn!(conn = self.id, error = %e, "malformed $/cancelRequest ignored"),
@@ -132,7 +189,9 @@ impl Connection {
             self.server.config.concurrent_requests > 1 && self.is_ready() && !rpc::never_waits(&req.method);
         let span = info_span!("request", conn = self.id, id = %req.id, method = %req.method);
         if !concurrent {
-            let reply = rpc::dispatch(self, &req.method, req.params).instrument(span).await;
+            let reply = rpc::dispatch(self, &req.id, &req.method, req.params)
+                .instrument(span)
+                .await;
             self.respond(&req.id, reply).await;
             return;
         }
@@ -163,7 +222,7 @@ impl Connection {
                 let work = async {
                     match pending_write {
                         Some(step) => rpc::process::write_finish(step).await,
-                        None => rpc::dispatch(&conn, &method, params).await,
+                        None => rpc::dispatch(&conn, &id, &method, params).await,
                     }
                 };
                 let reply = tokio::select! {
@@ -182,7 +241,8 @@ impl Connection {
 
     async fn respond(&self, id: &RequestId, reply: Reply) {
         let text = match reply {
-            Ok(raw) => rpc::encode_raw_response(id, &raw),
+            Ok(rpc::Answer::Json(raw)) => rpc::encode_raw_response(id, &raw),
+            Ok(rpc::Answer::Sent) => return,
             Err(e) => encode_error(id, &e),
         };
         let _ = self.out.send(text).await;
@@ -193,6 +253,8 @@ impl Connection {
         for (_, cancel) in lock(&self.inflight).drain() {
             let _ = cancel.send(());
         }
+        // Dropping the cancel senders ends every body stream of this connection.
+        lock(&self.streams).clear();
         let session = match &*lock(&self.phase) {
             Phase::New => None,
             Phase::Initialized(s) | Phase::Ready(s) => Some(s.clone()),

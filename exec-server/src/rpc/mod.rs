@@ -3,6 +3,7 @@
 
 pub mod environment;
 pub mod fs;
+pub mod http;
 pub mod process;
 
 use std::sync::Arc;
@@ -15,11 +16,22 @@ use serde_json::Value;
 
 use crate::connection::Connection;
 
-/// A handler's answer: the result as JSON text, or an error.
-pub type Reply = Result<String, RpcError>;
+/// What a handler answers.
+#[derive(Debug)]
+pub enum Answer {
+    /// The result, as JSON text.
+    Json(String),
+    /// The handler already sent its response (a streamed `http/request` answers before
+    /// its body deltas).
+    Sent,
+}
 
-pub async fn dispatch(conn: &Arc<Connection>, method: &str, params: Value) -> Reply {
+/// A handler's answer, or an error.
+pub type Reply = Result<Answer, RpcError>;
+
+pub async fn dispatch(conn: &Arc<Connection>, id: &RequestId, method: &str, params: Value) -> Reply {
     match method {
+        m::HTTP_REQUEST => http::request(conn, id, params).await,
         m::INITIALIZE => environment::initialize(conn, params).await,
         m::ENVIRONMENT_INFO => environment::info(conn, params),
         m::ENVIRONMENT_STATUS => environment::status(conn, params),
@@ -90,11 +102,13 @@ pub fn no_params(params: &Value) -> Result<(), RpcError> {
 }
 
 pub fn ok<T: Serialize>(value: &T) -> Reply {
-    serde_json::to_string(value).map_err(|e| RpcError::internal(format!("failed to encode result: {e}")))
+    serde_json::to_string(value)
+        .map(Answer::Json)
+        .map_err(|e| RpcError::internal(format!("failed to encode result: {e}")))
 }
 
 pub fn ack() -> Reply {
-    Ok("{}".to_string())
+    Ok(Answer::Json("{}".to_string()))
 }
 
 /// Runs blocking work (file I/O) on the blocking pool.

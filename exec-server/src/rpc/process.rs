@@ -90,7 +90,7 @@ pub async fn close_stdin(conn: &Arc<Connection>, params: Value) -> Reply {
     let p: ProcessIdParams = parse(params)?;
     let proc = find(conn, &p.process_id)?.ok_or_else(|| unknown(&p.process_id))?;
     let closed = proc.close_stdin_request().await;
-    Ok(format!("{{\"closed\":{closed}}}"))
+    Ok(super::Answer::Json(format!("{{\"closed\":{closed}}}")))
 }
 
 pub fn list(conn: &Arc<Connection>, params: Value) -> Reply {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod upstream;
+
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -53,6 +55,17 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         cmd.env("RUST_LOG", "warn");
+        // Tests reach only 127.0.0.1: no proxy unless a test sets one.
+        for var in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            cmd.env_remove(var);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

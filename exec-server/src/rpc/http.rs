@@ -1,0 +1,250 @@
+//! `http/request`: validates the request with the reference's messages, sends it through
+//! the process-wide broker, and answers with the whole body (buffered) or with the status
+//! and headers first and the body as ordered `http/request/bodyDelta` notifications
+//! (streamed). A streamed body is read only as fast as the connection's outbound queue
+//! drains; `$/cancelRequest` and connection loss end it.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use exec_protocol::envelope::{RequestId, encode_notification};
+use exec_protocol::http::{HttpRequestParams, HttpRequestResult, RedirectPolicy, ResponseHeader};
+use exec_protocol::{Base64Bytes, RpcError, methods};
+use futures_util::FutureExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tracing::debug;
+use url::Url;
+
+use super::{Answer, Reply, parse};
+use crate::connection::{Connection, StreamSlot};
+use crate::http::{BrokerError, BrokerRequest, classify, timeout};
+
+/// Largest body delta.
+const MAX_DELTA: usize = 1 << 20;
+
+fn invalid(message: String) -> RpcError {
+    RpcError::invalid_params(message)
+}
+
+pub fn broker_error(e: &BrokerError) -> RpcError {
+    let code = match e {
+        BrokerError::Policy(_) => exec_protocol::ErrorCode::INVALID_PARAMS,
+        _ => exec_protocol::ErrorCode::INTERNAL,
+    };
+    RpcError::new(code, e.to_string()).with_data(json!({ "kind": e.kind() }))
+}
+
+/// Turns wire params into a broker request, with the reference's validation messages.
+fn validate(p: &HttpRequestParams) -> Result<BrokerRequest, RpcError> {
+    let method = Method::from_bytes(p.method.as_bytes())
+        .map_err(|_| invalid("http/request method is invalid: invalid HTTP method".into()))?;
+    let url = Url::parse(&p.url).map_err(|e| invalid(format!("http/request url is invalid: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "http/request only supports http and https URLs, got {}",
+            url.scheme()
+        )));
+    }
+    let mut headers = HeaderMap::new();
+    for h in &p.headers {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| invalid("http/request header name is invalid: invalid HTTP header name".into()))?;
+        let mut value = h.value.clone();
+        if let Some(var) = &h.value_env_var {
+            let extra = std::env::var(var).map_err(|_| {
+                invalid(format!(
+                    "http/request header {} requires executor environment variable {var}",
+                    h.name
+                ))
+            })?;
+            value.push_str(&extra);
+        }
+        // The value is not echoed: it may carry a secret from `valueEnvVar`.
+        let value = HeaderValue::from_str(&value)
+            .map_err(|e| invalid(format!("http/request header value is invalid for {}: {e}", h.name)))?;
+        headers.append(name, value);
+    }
+    if p.credential.is_some() {
+        return Err(invalid(
+            "http/request credential bindings are not configured on this server".into(),
+        ));
+    }
+    Ok(BrokerRequest {
+        method,
+        url,
+        headers,
+        body: p.body_base64.as_ref().map(|b| Bytes::from(b.0.clone())),
+        timeout: p.timeout_ms.map(std::time::Duration::from_millis),
+        follow_redirects: p.redirect_policy == RedirectPolicy::Follow,
+    })
+}
+
+fn response_headers(response: &Response) -> Vec<ResponseHeader> {
+    response
+        .headers()
+        .iter()
+        .map(|(name, value)| match value.to_str() {
+            Ok(text) => ResponseHeader {
+                name: name.as_str().to_string(),
+                value: text.to_string(),
+                value_base64: None,
+            },
+            Err(_) => ResponseHeader {
+                name: name.as_str().to_string(),
+                value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                value_base64: Some(Base64Bytes::encode(value.as_bytes())),
+            },
+        })
+        .collect()
+}
+
+/// The next piece of the body, coalescing what is already available up to `max` bytes.
+/// `Ok(None)` at the end of the body.
+async fn next_piece(
+    response: &mut Response,
+    deadline: Option<Instant>,
+    url: &Url,
+    max: usize,
+) -> Result<Option<Bytes>, BrokerError> {
+    let first = match deadline {
+        Some(d) => tokio::time::timeout_at(d, response.chunk())
+            .await
+            .map_err(|_| timeout(url))?,
+        None => response.chunk().await,
+    }
+    .map_err(|e| body_error(&e, url))?;
+    let Some(first) = first else { return Ok(None) };
+    if first.len() >= max {
+        return Ok(Some(first));
+    }
+    let mut piece = BytesMut::from(&first[..]);
+    while piece.len() < max {
+        match response.chunk().now_or_never() {
+            Some(Ok(Some(more))) => piece.extend_from_slice(&more),
+            Some(Err(e)) => return Err(body_error(&e, url)),
+            _ => break,
+        }
+    }
+    Ok(Some(piece.freeze()))
+}
+
+fn body_error(e: &reqwest::Error, url: &Url) -> BrokerError {
+    match classify(e, url) {
+        BrokerError::Transport {
+            kind: "request",
+            message,
+        } => BrokerError::Transport { kind: "body", message },
+        other => other,
+    }
+}
+
+pub async fn request(conn: &Arc<Connection>, id: &RequestId, params: Value) -> Reply {
+    let p: HttpRequestParams = parse(params)?;
+    let req = validate(&p)?;
+    conn.session("http")?;
+    let url = req.url.clone();
+    let slot = if p.stream_response {
+        Some(conn.reserve_stream(&p.request_id, id)?)
+    } else {
+        None
+    };
+    let broker = conn.server.broker.clone();
+    let (mut response, deadline) = broker.send(req).await.map_err(|e| broker_error(&e))?;
+    let head = HttpRequestResult {
+        status: response.status().as_u16(),
+        headers: response_headers(&response),
+        body_base64: Base64Bytes::default(),
+    };
+    let Some(slot) = slot else {
+        let limit = broker.config().max_buffered_body;
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(broker_error(&BrokerError::TooLarge { limit }));
+        }
+        let mut body = BytesMut::with_capacity(response.content_length().unwrap_or(0).min(limit) as usize);
+        while let Some(piece) = next_piece(&mut response, deadline, &url, MAX_DELTA)
+            .await
+            .map_err(|e| broker_error(&e))?
+        {
+            if (body.len() + piece.len()) as u64 > limit {
+                return Err(broker_error(&BrokerError::TooLarge { limit }));
+            }
+            body.extend_from_slice(&piece);
+        }
+        let result = HttpRequestResult {
+            body_base64: Base64Bytes(body.to_vec()),
+            ..head
+        };
+        return super::ok(&result);
+    };
+    let text = super::encode_raw_response(id, &serde_json::to_string(&head).unwrap_or_default());
+    if conn.out.send(text).await.is_err() {
+        return Ok(Answer::Sent);
+    }
+    let conn = conn.clone();
+    let request_id = p.request_id.clone();
+    tokio::spawn(async move { stream_body(conn, slot, request_id, response, deadline, url).await });
+    Ok(Answer::Sent)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Delta<'a> {
+    request_id: &'a str,
+    seq: u64,
+    delta_base64: exec_protocol::bytes::Base64Ref<'a>,
+    done: bool,
+    error: Option<String>,
+}
+
+async fn stream_body(
+    conn: Arc<Connection>,
+    mut slot: StreamSlot,
+    request_id: String,
+    mut response: Response,
+    deadline: Option<Instant>,
+    url: Url,
+) {
+    let mut seq = 0u64;
+    let send = |seq: u64, data: &[u8], done: bool, error: Option<String>| {
+        let delta = Delta {
+            request_id: &request_id,
+            seq,
+            delta_base64: exec_protocol::bytes::Base64Ref(data),
+            done,
+            error,
+        };
+        encode_notification(methods::HTTP_BODY_DELTA, delta)
+    };
+    let error = loop {
+        tokio::select! {
+            biased;
+            cancelled = &mut slot.cancelled => {
+                if cancelled.is_err() {
+                    return; // the connection is gone
+                }
+                break Some("cancelled".to_string());
+            }
+            piece = next_piece(&mut response, deadline, &url, MAX_DELTA) => match piece {
+                Ok(Some(data)) => {
+                    for part in data.chunks(MAX_DELTA) {
+                        seq += 1;
+                        if conn.out.send(send(seq, part, false, None)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => break None,
+                Err(e) => {
+                    debug!(error = %e, "streamed body failed");
+                    break Some(format!("error decoding response body: {e}"));
+                }
+            },
+        }
+    };
+    let _ = conn.out.send(send(seq + 1, &[], true, error)).await;
+    drop(slot);
+}
