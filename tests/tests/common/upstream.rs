@@ -125,8 +125,6 @@ impl Upstream {
     }
 }
 
-type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
-
 async fn serve(
     req: Request<Incoming>,
     log: Arc<Mutex<Vec<Recorded>>>,
@@ -158,6 +156,13 @@ async fn serve(
     };
     let reply = handler(&recorded);
     log.lock().unwrap().push(recorded);
+    Ok(respond(reply).await)
+}
+
+pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// Builds the hyper response for a scripted reply (after its delay).
+pub async fn respond(reply: Reply) -> Response<BoxBody> {
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -201,5 +206,5 @@ async fn serve(
             res.headers_mut().append(n, v);
         }
     }
-    Ok(res)
+    res
 }
