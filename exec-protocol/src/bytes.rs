@@ -25,6 +25,29 @@ impl Base64Bytes {
     pub fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
         decode(text.as_bytes())
     }
+
+    /// Appends the encoding of the concatenation of `pieces` without concatenating them:
+    /// whole 3-byte groups are encoded in place, only the 1–2 bytes at piece boundaries
+    /// are carried over.
+    pub fn encode_pieces_into<'a>(pieces: impl IntoIterator<Item = &'a [u8]>, out: &mut String) {
+        let mut carry: Vec<u8> = Vec::with_capacity(3);
+        for mut data in pieces {
+            if !carry.is_empty() {
+                let take = (3 - carry.len()).min(data.len());
+                carry.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if carry.len() < 3 {
+                    continue;
+                }
+                Self::encode_into(&carry, out);
+                carry.clear();
+            }
+            let whole = data.len() / 3 * 3;
+            Self::encode_into(&data[..whole], out);
+            carry.extend_from_slice(&data[whole..]);
+        }
+        Self::encode_into(&carry, out);
+    }
 }
 
 fn decode(text: &[u8]) -> Result<Vec<u8>, base64::DecodeError> {
@@ -75,6 +98,22 @@ impl Serialize for Base64Ref<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pieces_encode_like_the_whole() {
+        let whole: Vec<u8> = (0..100u8).collect();
+        for cuts in [vec![], vec![1], vec![1, 2], vec![5, 6, 7, 50], vec![99], vec![3, 6, 9]] {
+            let mut pieces = Vec::new();
+            let mut start = 0;
+            for cut in cuts.iter().copied().chain([whole.len()]) {
+                pieces.push(&whole[start..cut]);
+                start = cut;
+            }
+            let mut out = String::new();
+            Base64Bytes::encode_pieces_into(pieces.iter().copied(), &mut out);
+            assert_eq!(out, Base64Bytes::encode(&whole), "{cuts:?}");
+        }
+    }
 
     #[test]
     fn round_trips_and_reports_bad_symbols() {

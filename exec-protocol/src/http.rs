@@ -75,3 +75,41 @@ pub struct BodyDeltaNotification {
     pub done: bool,
     pub error: Option<String>,
 }
+
+/// Encodes an `http/request/bodyDelta` notification directly, writing the base64 text
+/// straight into the message (see `process::encode_output_notification`).
+pub fn encode_body_delta(request_id: &str, seq: u64, data: &[u8], done: bool, error: Option<&str>) -> String {
+    let id = serde_json::to_string(request_id).unwrap_or_else(|_| "\"\"".into());
+    let error = serde_json::to_string(&error).unwrap_or_else(|_| "null".into());
+    let mut s = String::with_capacity(112 + id.len() + error.len() + data.len().div_ceil(3) * 4);
+    s.push_str(r#"{"method":"http/request/bodyDelta","params":{"requestId":"#);
+    s.push_str(&id);
+    s.push_str(r#","seq":"#);
+    s.push_str(&seq.to_string());
+    s.push_str(r#","deltaBase64":""#);
+    crate::Base64Bytes::encode_into(data, &mut s);
+    s.push_str(r#"","done":"#);
+    s.push_str(if done { "true" } else { "false" });
+    s.push_str(r#","error":"#);
+    s.push_str(&error);
+    s.push_str("}}");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_encoded_delta_matches_serde() {
+        let fast = encode_body_delta("r\"1", 3, b"data", true, Some("bad \"thing\""));
+        let slow = serde_json::json!({"method": "http/request/bodyDelta", "params": {
+            "requestId": "r\"1", "seq": 3, "deltaBase64": crate::Base64Bytes::encode(b"data"), "done": true, "error": "bad \"thing\""}});
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&fast).unwrap(), slow);
+        let none = encode_body_delta("r", 1, b"", false, None);
+        assert!(
+            none.ends_with(r#""deltaBase64":"","done":false,"error":null}}"#),
+            "{none}"
+        );
+    }
+}

@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Run one section only: memory, exec, throughput, echo or http.
+    #[arg(long, value_parser = ["memory", "exec", "throughput", "echo", "http"])]
+    pub only: Option<String>,
     /// Bytes of stdout for the throughput run.
     #[arg(long, default_value_t = 256 << 20)]
     pub stdout_bytes: u64,
@@ -146,7 +149,10 @@ struct Lean {
 
 impl Lean {
     async fn connect(url: &str) -> Result<Lean, String> {
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        // Room for a 64 MiB body in one buffered `http/request` answer.
+        let config =
+            tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().max_message_size(Some(256 << 20));
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
             .await
             .map_err(|e| e.to_string())?;
         let mut lean = Lean { ws, next_id: 1 };
@@ -214,6 +220,222 @@ impl Lean {
         self.until(|v| v["method"] == methods::PROCESS_CLOSED).await?;
         Ok(out)
     }
+}
+
+impl Lean {
+    /// One buffered GET through the broker; returns the decoded body length. The answer
+    /// is parsed with borrowed strings, as a client that cares about speed would.
+    async fn http_get(&mut self, url: &str) -> Result<usize, String> {
+        #[derive(serde::Deserialize)]
+        struct Answer<'a> {
+            id: Option<u64>,
+            #[serde(borrow)]
+            result: Option<Body<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Body<'a> {
+            #[serde(rename = "bodyBase64", borrow)]
+            body: &'a str,
+        }
+        let id = self.next_id;
+        self.send(
+            methods::HTTP_REQUEST,
+            json!({"method": "GET", "url": url, "requestId": "b"}),
+        )
+        .await?;
+        while let Some(msg) = self.ws.next().await {
+            let Message::Text(text) = msg.map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let answer: Answer<'_> = serde_json::from_str(text.as_str()).map_err(|e| e.to_string())?;
+            if answer.id == Some(id) {
+                let body = answer
+                    .result
+                    .ok_or_else(|| format!("error answer: {}", text.as_str()))?
+                    .body;
+                return Base64Bytes::decode(body).map(|b| b.len()).map_err(|e| e.to_string());
+            }
+        }
+        Err("connection closed".into())
+    }
+
+    /// One streamed GET through the broker; returns the decoded body length.
+    async fn http_stream(&mut self, url: &str) -> Result<usize, String> {
+        self.send(
+            methods::HTTP_REQUEST,
+            json!({"method": "GET", "url": url, "requestId": "s", "streamResponse": true}),
+        )
+        .await?;
+        let mut total = 0;
+        loop {
+            let v = self.until(|v| v["method"] == methods::HTTP_BODY_DELTA).await?;
+            let delta = v["params"]["deltaBase64"].as_str().unwrap_or_default();
+            total += Base64Bytes::decode(delta).map(|b| b.len()).unwrap_or(0);
+            if v["params"]["done"] == true {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Requests per second with `depth` GETs in flight on this one connection.
+    async fn http_pipelined(&mut self, url: &str, depth: usize, total: usize) -> Result<f64, String> {
+        let t = Instant::now();
+        let mut sent = 0;
+        let mut done = 0;
+        while sent < depth.min(total) {
+            self.send(
+                methods::HTTP_REQUEST,
+                json!({"method": "GET", "url": url, "requestId": "p"}),
+            )
+            .await?;
+            sent += 1;
+        }
+        while done < total {
+            self.until(|v| v.get("id").is_some()).await?;
+            done += 1;
+            if sent < total {
+                self.send(
+                    methods::HTTP_REQUEST,
+                    json!({"method": "GET", "url": url, "requestId": "p"}),
+                )
+                .await?;
+                sent += 1;
+            }
+        }
+        Ok(total as f64 / t.elapsed().as_secs_f64())
+    }
+}
+
+/// A local HTTP server for the broker figures: `/small` (100 bytes), `/big` (64 MiB).
+async fn http_upstream() -> Result<u16, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let small = bytes::Bytes::from(vec![b's'; 100]);
+    let big = bytes::Bytes::from(vec![b'b'; 64 << 20]);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let (small, big) = (small.clone(), big.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let body = if req.uri().path() == "/big" {
+                        big.clone()
+                    } else {
+                        small.clone()
+                    };
+                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(body))) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// The broker figures, each beside a direct reqwest client in this process.
+async fn http_rows(lean: &mut Lean, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
+    let port = http_upstream().await?;
+    let small = format!("http://127.0.0.1:{port}/small");
+    let big = format!("http://127.0.0.1:{port}/big");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let direct = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let n = if quick { 300 } else { 2000 };
+    let (mut via, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..50 {
+        lean.http_get(&small).await?;
+        let _ = direct
+            .get(&small)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .bytes()
+            .await;
+    }
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = direct.get(&small).send().await.map_err(|e| e.to_string())?;
+        r.bytes().await.map_err(|e| e.to_string())?;
+        base.push(t.elapsed());
+        let t = Instant::now();
+        lean.http_get(&small).await?;
+        via.push(t.elapsed());
+    }
+    via.sort();
+    base.sort();
+    let overhead = percentile(&via, 0.5) - percentile(&base, 0.5);
+    rows.push(Row {
+        metric: "http 100 B GET p50",
+        value: percentile(&via, 0.5),
+        unit: "ms",
+        baseline: Some(percentile(&base, 0.5)),
+        target: "-".into(),
+        pass: true,
+    });
+    rows.push(Row {
+        metric: "http 100 B GET p50 overhead",
+        value: overhead,
+        unit: "ms",
+        baseline: None,
+        target: "<= 0.1 ms".into(),
+        pass: overhead <= 0.1,
+    });
+    let rate = lean
+        .http_pipelined(&small, 16, if quick { 3000 } else { 20000 })
+        .await?;
+    rows.push(Row {
+        metric: "http GETs/s, 16 in flight",
+        value: rate,
+        unit: "/s",
+        baseline: None,
+        target: ">= 25000/s".into(),
+        pass: rate >= 25_000.0,
+    });
+    let t = Instant::now();
+    let got = lean.http_stream(&big).await?;
+    let streamed = got as f64 / t.elapsed().as_secs_f64() / 1e6;
+    let t = Instant::now();
+    let got2 = lean.http_get(&big).await?;
+    let buffered = got2 as f64 / t.elapsed().as_secs_f64() / 1e6;
+    let t = Instant::now();
+    let direct_len = direct
+        .get(&big)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .bytes()
+        .await
+        .map_err(|e| e.to_string())?
+        .len();
+    let direct_rate = direct_len as f64 / t.elapsed().as_secs_f64() / 1e6;
+    if got != 64 << 20 || got2 != 64 << 20 {
+        return Err(format!("64 MiB body arrived as {got} / {got2} bytes"));
+    }
+    rows.push(Row {
+        metric: "http 64 MiB streamed",
+        value: streamed,
+        unit: "MB/s",
+        baseline: Some(direct_rate),
+        target: ">= 800 MB/s".into(),
+        pass: streamed >= 800.0,
+    });
+    rows.push(Row {
+        metric: "http 64 MiB buffered",
+        value: buffered,
+        unit: "MB/s",
+        baseline: Some(direct_rate),
+        target: ">= 400 MB/s".into(),
+        pass: buffered >= 400.0,
+    });
+    Ok(())
 }
 
 fn local_spawn(n: usize) -> Vec<Duration> {
@@ -454,38 +676,9 @@ async fn memory_rows(target: &Target, idle_rss: Option<u64>, rows: &mut Vec<Row>
     Ok(())
 }
 
-pub async fn run(args: BenchArgs) -> ExitCode {
-    crate::server::raise_fd_limit();
-    match run_inner(args).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("exec-server bench: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-async fn run_inner(args: BenchArgs) -> Result<bool, String> {
-    let target = match &args.url {
-        Some(url) => Target {
-            url: url.clone(),
-            child: None,
-        },
-        None => Target::start()?,
-    };
-    let mut rows = Vec::new();
-    if args.url.is_none() {
-        // Memory and scale get their own server, so the latency figures below come from
-        // a fresh one.
-        let scale = Target::start()?;
-        let idle = scale.pid().and_then(rss_kib);
-        memory_rows(&scale, idle, &mut rows).await?;
-    }
-    let bench = Bench::connect(&target.url).await?;
-    let mut lean = Lean::connect(&target.url).await?;
-    let n = if args.quick { 100 } else { 500 };
-
+/// Exec round trip, and execs per second with 1 and 32 in flight.
+async fn exec_rows(lean: &mut Lean, bench: &Arc<Bench>, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
+    let n = if quick { 100 } else { 500 };
     // Exec round trip of `true`, sequential; warm up first.
     for i in 0..20 {
         lean.exec_true(&format!("warm{i}")).await?;
@@ -540,8 +733,7 @@ async fn run_inner(args: BenchArgs) -> Result<bool, String> {
         target: "-".into(),
         pass: true,
     });
-    let bench = Arc::new(bench);
-    let count = if args.quick { 640 } else { 3200 };
+    let count = if quick { 640 } else { 3200 };
     let t = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..32 {
@@ -567,8 +759,12 @@ async fn run_inner(args: BenchArgs) -> Result<bool, String> {
         pass: rate >= 1200.0,
     });
 
+    Ok(())
+}
+
+/// Stdout through `process/output` against a local pipe.
+async fn throughput_rows(bench: &Bench, bytes: u64, rows: &mut Vec<Row>) -> Result<(), String> {
     // Stdout throughput.
-    let bytes = args.stdout_bytes;
     let t = Instant::now();
     let arg = bytes.to_string();
     let (id, rx) = bench.start(&["head", "-c", &arg, "/dev/zero"], false, false).await?;
@@ -587,8 +783,13 @@ async fn run_inner(args: BenchArgs) -> Result<bool, String> {
         pass: mbps >= 1000.0,
     });
 
+    Ok(())
+}
+
+/// Echo latency over a pipe and a PTY against local ones.
+async fn echo_rows(lean: &mut Lean, quick: bool, rows: &mut Vec<Row>) -> Result<(), String> {
     // Echo latency.
-    let rounds = if args.quick { 200 } else { 1000 };
+    let rounds = if quick { 200 } else { 1000 };
     for (tty, name, goal) in [(false, "echo p50, pipe", 0.10), (true, "echo p50, pty", 0.15)] {
         let mut remote = lean.echo(tty, rounds).await?;
         remote.sort();
@@ -603,6 +804,53 @@ async fn run_inner(args: BenchArgs) -> Result<bool, String> {
             target: format!("<= {goal} ms"),
             pass: p50 <= goal,
         });
+    }
+
+    Ok(())
+}
+
+pub async fn run(args: BenchArgs) -> ExitCode {
+    crate::server::raise_fd_limit();
+    match run_inner(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("exec-server bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_inner(args: BenchArgs) -> Result<bool, String> {
+    let target = match &args.url {
+        Some(url) => Target {
+            url: url.clone(),
+            child: None,
+        },
+        None => Target::start()?,
+    };
+    let mut rows = Vec::new();
+    let want = |section: &str| args.only.as_deref().is_none_or(|o| o == section);
+    if args.url.is_none() && want("memory") {
+        // Memory and scale get their own server, so the latency figures below come from
+        // a fresh one.
+        let scale = Target::start()?;
+        let idle = scale.pid().and_then(rss_kib);
+        memory_rows(&scale, idle, &mut rows).await?;
+    }
+    let bench = Arc::new(Bench::connect(&target.url).await?);
+    let mut lean = Lean::connect(&target.url).await?;
+    if want("exec") {
+        exec_rows(&mut lean, &bench, args.quick, &mut rows).await?;
+    }
+    if want("throughput") {
+        throughput_rows(&bench, args.stdout_bytes, &mut rows).await?;
+    }
+    if want("echo") {
+        echo_rows(&mut lean, args.quick, &mut rows).await?;
+    }
+    if want("http") {
+        http_rows(&mut lean, args.quick, &mut rows).await?;
     }
 
     let all_pass = rows.iter().all(|r| r.pass);

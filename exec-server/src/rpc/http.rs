@@ -7,13 +7,12 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use exec_protocol::envelope::{RequestId, encode_notification};
-use exec_protocol::http::{HttpRequestParams, HttpRequestResult, RedirectPolicy, ResponseHeader};
-use exec_protocol::{Base64Bytes, RpcError, methods};
+use exec_protocol::envelope::RequestId;
+use exec_protocol::http::{HttpRequestParams, HttpRequestResult, RedirectPolicy, ResponseHeader, encode_body_delta};
+use exec_protocol::{Base64Bytes, RpcError};
 use futures_util::FutureExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Response};
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::debug;
@@ -164,21 +163,25 @@ pub async fn request(conn: &Arc<Connection>, id: &RequestId, params: Value) -> R
         if response.content_length().is_some_and(|n| n > limit) {
             return Err(broker_error(&BrokerError::TooLarge { limit }));
         }
-        let mut body = BytesMut::with_capacity(response.content_length().unwrap_or(0).min(limit) as usize);
-        while let Some(piece) = next_piece(&mut response, deadline, &url, MAX_DELTA)
-            .await
-            .map_err(|e| broker_error(&e))?
-        {
-            if (body.len() + piece.len()) as u64 > limit {
+        let mut body: Vec<Bytes> = Vec::new();
+        let mut size = 0u64;
+        loop {
+            let chunk = match deadline {
+                Some(d) => tokio::time::timeout_at(d, response.chunk())
+                    .await
+                    .map_err(|_| broker_error(&timeout(&url)))?,
+                None => response.chunk().await,
+            }
+            .map_err(|e| broker_error(&body_error(&e, &url)))?;
+            let Some(chunk) = chunk else { break };
+            size += chunk.len() as u64;
+            if size > limit {
                 return Err(broker_error(&BrokerError::TooLarge { limit }));
             }
-            body.extend_from_slice(&piece);
+            body.push(chunk);
         }
-        let result = HttpRequestResult {
-            body_base64: Base64Bytes(body.to_vec()),
-            ..head
-        };
-        return super::ok(&result);
+        let _ = conn.out.send(encode_buffered(id, &head, &body, size as usize)).await;
+        return Ok(Answer::Sent);
     };
     let text = super::encode_raw_response(id, &serde_json::to_string(&head).unwrap_or_default());
     if conn.out.send(text).await.is_err() {
@@ -190,14 +193,22 @@ pub async fn request(conn: &Arc<Connection>, id: &RequestId, params: Value) -> R
     Ok(Answer::Sent)
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Delta<'a> {
-    request_id: &'a str,
-    seq: u64,
-    delta_base64: exec_protocol::bytes::Base64Ref<'a>,
-    done: bool,
-    error: Option<String>,
+/// The whole response message of a buffered request, built directly: the body's base64
+/// needs no JSON escaping, so it is written once, straight into the message.
+fn encode_buffered(id: &RequestId, head: &HttpRequestResult, body: &[Bytes], size: usize) -> String {
+    let headers = serde_json::to_string(&head.headers).unwrap_or_else(|_| "[]".into());
+    let id = serde_json::to_string(id).unwrap_or_else(|_| "null".into());
+    let mut s = String::with_capacity(64 + id.len() + headers.len() + size.div_ceil(3) * 4);
+    s.push_str("{\"id\":");
+    s.push_str(&id);
+    s.push_str(",\"result\":{\"status\":");
+    s.push_str(&head.status.to_string());
+    s.push_str(",\"headers\":");
+    s.push_str(&headers);
+    s.push_str(",\"bodyBase64\":\"");
+    Base64Bytes::encode_pieces_into(body.iter().map(|b| &b[..]), &mut s);
+    s.push_str("\"}}");
+    s
 }
 
 async fn stream_body(
@@ -210,14 +221,7 @@ async fn stream_body(
 ) {
     let mut seq = 0u64;
     let send = |seq: u64, data: &[u8], done: bool, error: Option<String>| {
-        let delta = Delta {
-            request_id: &request_id,
-            seq,
-            delta_base64: exec_protocol::bytes::Base64Ref(data),
-            done,
-            error,
-        };
-        encode_notification(methods::HTTP_BODY_DELTA, delta)
+        encode_body_delta(&request_id, seq, data, done, error.as_deref())
     };
     let error = loop {
         tokio::select! {

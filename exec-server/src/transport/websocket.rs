@@ -11,7 +11,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, interval_at};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{debug, info};
@@ -23,6 +24,37 @@ use crate::server::ServerState;
 
 /// Messages written before a flush.
 const WRITE_BATCH: usize = 64;
+/// Largest frame sent: longer messages are fragmented, so clients with the common
+/// 16 MiB frame limit (tungstenite's default, as in Codex) accept them.
+const MAX_OUT_FRAME: usize = 16 << 20;
+
+/// Queues `text` as one message of frames no longer than `MAX_OUT_FRAME`.
+async fn feed_text<K>(sink: &mut K, text: String) -> Result<(), WsError>
+where
+    K: futures_util::Sink<Message, Error = WsError> + Unpin,
+{
+    if text.len() <= MAX_OUT_FRAME {
+        return sink.feed(Message::text(text)).await;
+    }
+    let data = bytes::Bytes::from(text.into_bytes());
+    let mut start = 0;
+    while start < data.len() {
+        let end = (start + MAX_OUT_FRAME).min(data.len());
+        let opcode = if start == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        sink.feed(Message::Frame(WsFrame::message(
+            data.slice(start..end),
+            opcode,
+            end == data.len(),
+        )))
+        .await?;
+        start = end;
+    }
+    Ok(())
+}
 
 /// Read buffer reserved per connection: small, so idle connections stay cheap (the
 /// default is 128 KiB); big messages simply take more reads.
@@ -86,7 +118,7 @@ where
                 loop {
                     match frame {
                         Frame::Text(text) => {
-                            if sink.feed(Message::text(text)).await.is_err() {
+                            if feed_text(&mut sink, text).await.is_err() {
                                 return;
                             }
                         }
