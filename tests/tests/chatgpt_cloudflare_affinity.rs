@@ -199,3 +199,36 @@ async fn one_upstream_tls_connection_serves_three_websocket_connections() {
         "one CONNECT, one TLS session, reused by every connection"
     );
 }
+
+#[tokio::test]
+async fn untrusted_certificates_and_refusing_proxies_name_their_cause() {
+    // The proxy's CA is not trusted here: the TLS handshake fails.
+    let mitm = Mitm::start(script).await;
+    let proxy = mitm.url();
+    let server = Server::start_with_env(&[], &[("HTTPS_PROXY", proxy.as_str()), ("NO_PROXY", "")]);
+    let mut c = server.ready_client().await;
+    let (code, msg) = c.err("http/request", post(MCP, &[])).await;
+    assert_eq!(code, -32603);
+    assert!(msg.starts_with("http/request failed (tls)"), "{msg}");
+    assert!(mitm.seen().is_empty(), "nothing was decrypted");
+
+    // A proxy that refuses the tunnel.
+    let refuser = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = refuser.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = refuser.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let proxy = format!("http://127.0.0.1:{port}");
+    let server = Server::start_with_env(&[], &[("HTTPS_PROXY", proxy.as_str()), ("NO_PROXY", "")]);
+    let mut c = server.ready_client().await;
+    let (code, msg) = c.err("http/request", post(MCP, &[])).await;
+    assert_eq!(code, -32603);
+    assert!(msg.starts_with("http/request failed (proxy)"), "{msg}");
+}
