@@ -36,6 +36,15 @@ enum Command {
     Run(crate::cli_run::RunArgs),
     /// Measure exec latency, throughput and memory against a local baseline.
     Bench(crate::bench::BenchArgs),
+    /// Print which sandbox layers this kernel supports.
+    SandboxProbe {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Internal: apply a sandbox, then execute a command (spawned by the server).
+    #[command(hide = true)]
+    SandboxExec(crate::sandbox_exec::SandboxExecArgs),
 }
 
 #[derive(Args, Clone)]
@@ -157,6 +166,8 @@ pub fn main() -> ExitCode {
             Ok(rt) => rt.block_on(crate::cli_run::run(args)),
             Err(e) => fail(&e.to_string()),
         },
+        Some(Command::SandboxExec(args)) => crate::sandbox_exec::main(args),
+        Some(Command::SandboxProbe { json }) => crate::sandbox_exec::probe(json),
         Some(Command::Bench(args)) => match runtime() {
             Ok(rt) => rt.block_on(crate::bench::run(args)),
             Err(e) => fail(&e.to_string()),

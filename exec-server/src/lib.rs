@@ -16,6 +16,7 @@ pub mod fs;
 pub mod http;
 pub mod process;
 pub mod rpc;
+pub mod sandbox_exec;
 pub mod server;
 pub mod session;
 pub mod transport;

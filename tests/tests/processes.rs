@@ -494,29 +494,3 @@ async fn timeout_and_output_limits_end_the_process_with_a_reason() {
     assert_eq!(kept, 100000, "output before the limit stays readable");
     assert_eq!(r["reason"], "outputLimit");
 }
-
-#[tokio::test]
-async fn a_requested_sandbox_is_never_ignored() {
-    let server = Server::start(&[]);
-    let mut c = server.ready_client().await;
-    let sandbox = json!({"type": "workspace-write", "writableRoots": ["/tmp"], "networkAccess": false});
-    let (code, msg) = c
-        .err(
-            "process/start",
-            start_params("sb", &["true"], json!({"sandbox": sandbox})),
-        )
-        .await;
-    assert_eq!(code, -32603);
-    assert!(msg.contains("sandbox unavailable"), "{msg}");
-    let (code, _) = c
-        .err(
-            "process/start",
-            start_params("sb", &["true"], json!({"env": {"CODEX_SANDBOX_NETWORK_DISABLED": "1"}})),
-        )
-        .await;
-    assert_eq!(code, -32603);
-    // danger-full-access and null run normally.
-    c.start("sb", &["true"], json!({"sandbox": {"type": "danger-full-access"}}))
-        .await;
-    c.events_until_closed("sb").await;
-}

@@ -9,7 +9,7 @@ pub mod spawn;
 pub mod stdin;
 pub mod table;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,7 +29,11 @@ use tracing::{Instrument, info_span};
 use crate::config::ServerConfig;
 use crate::session::{Session, lock};
 use ring::{Chunk, OutputRing};
+use sandbox::LaunchSpec;
+use sandbox::cgroup::ProcessCgroups;
 use stdin::{Stdin, WriteStep};
+
+use crate::sandbox_exec::LaunchMessage;
 
 /// How many `writeId`s a process remembers for deduplication.
 const WRITE_IDS_REMEMBERED: usize = 4096;
@@ -40,6 +44,8 @@ pub struct ExitInfo {
     pub code: i32,
     pub reason: ExitReason,
     pub signal: Option<Signal>,
+    /// The failure most likely came from the sandbox.
+    pub sandbox_denied: bool,
 }
 
 struct State {
@@ -66,6 +72,10 @@ pub struct Process {
     pty_master: Option<Arc<OwnedFd>>,
     /// Tells the pump to kill the group and stop (session end, server exit).
     stop: Notify,
+    /// Runs confined (sandboxDenied is computed for it).
+    pub sandboxed: bool,
+    /// Memory and pids cgroups, when limits asked for them.
+    cgroups: Option<ProcessCgroups>,
 }
 
 impl Process {
@@ -169,7 +179,7 @@ impl Process {
             exit_code: st.exit.map(|e| e.code),
             closed: st.closed,
             failure: None,
-            sandbox_denied: false,
+            sandbox_denied: st.exit.is_some_and(|e| e.sandbox_denied),
             dropped_before_seq: read.dropped_before_seq,
             reason: st.exit.map(|e| e.reason),
         }
@@ -237,9 +247,35 @@ impl Process {
         killpg(Pid::from_raw(group), sig).is_ok()
     }
 
-    /// SIGKILL to the whole group.
+    /// SIGKILL to the whole group, and to anything left in its cgroups.
     pub fn kill_group(&self) -> bool {
-        self.pid != 0 && killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL).is_ok()
+        let killed = self.pid != 0 && killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL).is_ok();
+        if let Some(cg) = &self.cgroups {
+            for pid in cg.pids() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        killed
+    }
+
+    /// Whether the memory limit killed the process.
+    pub fn memory_limited(&self) -> bool {
+        self.cgroups.as_ref().is_some_and(|cg| cg.oom_killed())
+    }
+
+    /// Kills what is left in the cgroups and removes them (after the process ended).
+    pub fn release_cgroups(&self) {
+        if let Some(cg) = &self.cgroups {
+            for pid in cg.pids() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            cg.remove();
+        }
+    }
+
+    /// The last `max` bytes of retained output.
+    pub fn output_tail(&self, max: usize) -> Vec<u8> {
+        lock(&self.state).ring.tail(max)
     }
 
     pub fn resize(&self, size: TerminalSize) -> Result<(), RpcError> {
@@ -288,36 +324,67 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// `process/start`: validates, spawns, registers the process and starts its pump.
-pub fn start(session: &Arc<Session>, params: StartParams, cfg: &ServerConfig) -> Result<StartResult, RpcError> {
+/// The launch spec a start asks for: the policy, Codex's network signal, and the limits
+/// that need the launcher.
+fn launch_spec(
+    params: &StartParams,
+    cwd: &std::path::Path,
+    env: &BTreeMap<String, String>,
+) -> Result<LaunchSpec, RpcError> {
+    let policy = sandbox::SandboxPolicy::from_wire(params.sandbox.as_ref())
+        .map_err(|e| RpcError::invalid_params(e.to_string()))?;
+    let mut launch = LaunchSpec::for_policy(&policy, cwd, env.get("TMPDIR").map(std::path::Path::new));
+    let network_off = params
+        .env
+        .get("CODEX_SANDBOX_NETWORK_DISABLED")
+        .is_some_and(|v| v == "1");
+    if network_off || params.enforce_managed_network {
+        launch.network = false;
+        launch.confine = true;
+    }
+    launch.tty = params.tty;
+    launch.cpu_seconds = params.limits.as_ref().and_then(|l| l.cpu_seconds);
+    Ok(launch)
+}
+
+/// Reads the launcher's report until the descriptor closes at `execve`.
+async fn read_report(fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> Result<sandbox::Report, RpcError> {
+    let mut text = Vec::new();
+    let read_all = async {
+        loop {
+            match fdio::read_chunk(&fd, 64 * 1024).await {
+                Ok(chunk) if chunk.is_empty() => return,
+                Ok(chunk) => text.extend_from_slice(&chunk),
+                Err(_) => return,
+            }
+        }
+    };
+    if tokio::time::timeout(LAUNCH_TIMEOUT, read_all).await.is_err() {
+        return Err(RpcError::internal("sandbox launcher did not report within 10 s"));
+    }
+    let mut applied = None;
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<LaunchMessage>(line) {
+            Ok(LaunchMessage::Applied(report)) => applied = Some(report),
+            Ok(LaunchMessage::Failed(e)) => return Err(RpcError::internal(e.to_string())),
+            Ok(LaunchMessage::ExecFailed { message, .. }) => return Err(RpcError::internal(message)),
+            Err(e) => return Err(RpcError::internal(format!("unreadable sandbox launcher report: {e}"))),
+        }
+    }
+    applied.ok_or_else(|| RpcError::internal("sandbox launcher exited before applying the sandbox"))
+}
+
+/// How long a launcher may take to apply the sandbox.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `process/start`: validates, spawns (through the sandbox launcher when a policy or a
+/// limit needs it), registers the process and starts its pump.
+pub async fn start(session: &Arc<Session>, params: StartParams, cfg: &ServerConfig) -> Result<StartResult, RpcError> {
     if params.argv.is_empty() {
         return Err(RpcError::invalid_params("argv must not be empty"));
     }
     if params.process_id.is_empty() {
         return Err(RpcError::invalid_params("processId must not be empty"));
-    }
-    let policy = sandbox::SandboxPolicy::from_wire(params.sandbox.as_ref())
-        .map_err(|e| RpcError::invalid_params(e.to_string()))?;
-    let network_off = params
-        .env
-        .get("CODEX_SANDBOX_NETWORK_DISABLED")
-        .is_some_and(|v| v == "1");
-    if !policy.is_unrestricted() || network_off || params.enforce_managed_network {
-        return Err(RpcError::internal(
-            "sandbox unavailable: this build cannot enforce the requested sandbox policy; refusing to run unconfined",
-        ));
-    }
-    let limits = params.limits.clone().unwrap_or_default();
-    for (name, set) in [
-        ("memoryBytes", limits.memory_bytes.is_some()),
-        ("pids", limits.pids.is_some()),
-        ("cpuSeconds", limits.cpu_seconds.is_some()),
-    ] {
-        if set {
-            return Err(RpcError::invalid_params(format!(
-                "limits.{name} needs the sandbox launcher, which this build does not have"
-            )));
-        }
     }
     let cwd = params.cwd.path()?.to_path_buf();
     let env = env::build(params.env_policy.as_ref(), &params.env, std::env::vars());
@@ -325,6 +392,22 @@ pub fn start(session: &Arc<Session>, params: StartParams, cfg: &ServerConfig) ->
     if params.tty && (size.cols == 0 || size.rows == 0) {
         return Err(RpcError::invalid_params("size.cols and size.rows must be positive"));
     }
+    let limits = params.limits.clone().unwrap_or_default();
+    let mut launch = launch_spec(&params, &cwd, &env)?;
+    session.processes.check_free(&params.process_id)?;
+    let cgroups = if limits.memory_bytes.is_some() || limits.pids.is_some() {
+        let name = format!(
+            "{}-{}",
+            std::process::id(),
+            CGROUP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let cg = ProcessCgroups::create(&name, limits.memory_bytes, limits.pids)
+            .map_err(|e| RpcError::internal(format!("sandbox layer `cgroup` could not be applied: {e}")))?;
+        launch.cgroups = cg.dirs.clone();
+        Some(cg)
+    } else {
+        None
+    };
     let spec = spawn::SpawnSpec {
         argv: &params.argv,
         arg0: params.arg0.as_deref(),
@@ -332,61 +415,85 @@ pub fn start(session: &Arc<Session>, params: StartParams, cfg: &ServerConfig) ->
         env: &env,
         tty: params.tty.then_some(size),
         pipe_stdin: params.pipe_stdin,
+        launch: launch.needs_launcher().then_some(&launch),
+    };
+    let mut spawned = match spawn::spawn(&spec) {
+        Ok(s) => s,
+        Err(e) => {
+            cgroups.iter().for_each(ProcessCgroups::remove);
+            return Err(RpcError::internal(e.to_string()));
+        }
+    };
+    let report = match spawned.report.take() {
+        None => None,
+        Some(fd) => match read_report(fd).await {
+            Ok(report) => Some(report),
+            Err(e) => {
+                let _ = spawned.child.kill().await;
+                cgroups.iter().for_each(ProcessCgroups::remove);
+                return Err(e);
+            }
+        },
     };
     let process_id = params.process_id.clone();
-    let pump_limits = PumpLimits {
-        timeout: limits.timeout_ms.map(Duration::from_millis),
-        output_bytes: limits.output_bytes,
-    };
-    session.processes.insert_new(&process_id, || {
-        let spawned = spawn::spawn(&spec).map_err(|e| RpcError::internal(e.to_string()))?;
-        let (version, _) = watch::channel(0);
-        let (stdin, stdin_task) = match spawned.stdin {
-            Some(fd) => {
-                let (stdin, task) = Stdin::new(fd, params.tty);
-                (Some(stdin), Some(task))
-            }
-            None => (None, None),
-        };
-        let process = Arc::new(Process {
-            id: process_id.clone(),
-            pid: spawned.pid,
-            tty: params.tty,
-            argv: params.argv.clone(),
-            metadata: params.metadata.clone(),
-            started_at_ms: now_ms(),
-            state: Mutex::new(State {
-                ring: OutputRing::new(cfg.output_retention_bytes, cfg.output_retention_chunks),
-                next_seq: 1,
-                exit: None,
-                closed: false,
-                write_ids: HashSet::new(),
-                write_order: VecDeque::new(),
-            }),
-            version,
-            stdin: Mutex::new(stdin),
-            pty_master: spawned.pty_master.clone(),
-            stop: Notify::new(),
-        });
-        let span = info_span!("process", session = %session.id, process = %process_id, pid = spawned.pid);
-        if let Some(task) = stdin_task {
-            tokio::spawn(task.instrument(span.clone()));
+    let (version, _) = watch::channel(0);
+    let (stdin, stdin_task) = match spawned.stdin {
+        Some(fd) => {
+            let (stdin, task) = Stdin::new(fd, params.tty);
+            (Some(stdin), Some(task))
         }
-        let pump = pump::Pump {
-            process: process.clone(),
-            session: Arc::downgrade(session),
-            child: spawned.child,
-            sources: spawned.sources,
-            limits: pump_limits,
-            retention: cfg.process_retention,
-            chunk_limit: fdio::chunk_limit(cfg.output_retention_bytes),
-        };
-        tokio::spawn(pump.run().instrument(span));
-        Ok(process)
-    })?;
+        None => (None, None),
+    };
+    let process = Arc::new(Process {
+        id: process_id.clone(),
+        pid: spawned.pid,
+        tty: params.tty,
+        argv: params.argv.clone(),
+        metadata: params.metadata.clone(),
+        started_at_ms: now_ms(),
+        state: Mutex::new(State {
+            ring: OutputRing::new(cfg.output_retention_bytes, cfg.output_retention_chunks),
+            next_seq: 1,
+            exit: None,
+            closed: false,
+            write_ids: HashSet::new(),
+            write_order: VecDeque::new(),
+        }),
+        version,
+        stdin: Mutex::new(stdin),
+        pty_master: spawned.pty_master.clone(),
+        stop: Notify::new(),
+        sandboxed: launch.confine,
+        cgroups,
+    });
+    if let Err(e) = session.processes.insert(&process_id, process.clone()) {
+        process.kill_group();
+        let _ = spawned.child.wait().await;
+        process.release_cgroups();
+        return Err(e);
+    }
+    let span = info_span!("process", session = %session.id, process = %process_id, pid = spawned.pid);
+    if let Some(task) = stdin_task {
+        tokio::spawn(task.instrument(span.clone()));
+    }
+    let pump = pump::Pump {
+        process: process.clone(),
+        session: Arc::downgrade(session),
+        child: spawned.child,
+        sources: spawned.sources,
+        limits: PumpLimits {
+            timeout: limits.timeout_ms.map(Duration::from_millis),
+            output_bytes: limits.output_bytes,
+        },
+        retention: cfg.process_retention,
+        chunk_limit: fdio::chunk_limit(cfg.output_retention_bytes),
+    };
+    tokio::spawn(pump.run().instrument(span));
     Ok(StartResult {
         process_id: params.process_id,
-        sandbox_type: "none".into(),
-        sandbox: None,
+        sandbox_type: if launch.confine { "linuxSeccomp" } else { "none" }.into(),
+        sandbox: report.and_then(|r| serde_json::to_value(r).ok()),
     })
 }
+
+static CGROUP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -95,7 +95,8 @@ impl Pump {
                         Ok(status) => self.emit_exited(status, forced).await,
                         Err(e) => {
                             warn!(error = %e, "waiting for the child failed");
-                            self.emit_exit_info(ExitInfo { code: -1, reason: ExitReason::Signaled, signal: None }).await;
+                            let info = ExitInfo { code: -1, reason: ExitReason::Signaled, signal: None, sandbox_denied: false };
+                            self.emit_exit_info(info).await;
                         }
                     }
                 }
@@ -113,6 +114,7 @@ impl Pump {
             }
         }
         self.emit_closed().await;
+        self.process.release_cgroups();
         let (process, session, retention) = (self.process, self.session, self.retention);
         tokio::time::sleep(retention).await;
         if let Some(session) = session.upgrade() {
@@ -205,12 +207,20 @@ impl Pump {
             (None, Some(sig)) => (128 + sig, Signal::try_from(sig).ok()),
             (None, None) => (-1, None),
         };
-        let reason = forced.unwrap_or(if signal.is_some() {
-            ExitReason::Signaled
-        } else {
-            ExitReason::Exited
+        let reason = forced.unwrap_or(match signal {
+            Some(_) if self.process.memory_limited() => ExitReason::MemoryLimit,
+            Some(_) => ExitReason::Signaled,
+            None => ExitReason::Exited,
         });
-        self.emit_exit_info(ExitInfo { code, reason, signal }).await;
+        let sandbox_denied =
+            self.process.sandboxed && sandbox::sandbox_denied(code, &self.process.output_tail(64 * 1024));
+        self.emit_exit_info(ExitInfo {
+            code,
+            reason,
+            signal,
+            sandbox_denied,
+        })
+        .await;
     }
 
     async fn emit_exit_info(&self, info: ExitInfo) {
@@ -220,7 +230,7 @@ impl Pump {
             process_id: self.process.id.clone(),
             seq,
             exit_code: info.code,
-            sandbox_denied: false,
+            sandbox_denied: info.sandbox_denied,
             reason: Some(info.reason),
             signal: info.signal.map(|s| s.as_str().to_string()),
         };

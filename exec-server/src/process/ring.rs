@@ -88,6 +88,21 @@ impl OutputRing {
         self.chunks.back().is_some_and(|c| c.seq > after_seq)
     }
 
+    /// The last `max` bytes retained, oldest first.
+    pub fn tail(&self, max: usize) -> Vec<u8> {
+        let mut parts = Vec::new();
+        let mut left = max;
+        for c in self.chunks.iter().rev() {
+            if left == 0 {
+                break;
+            }
+            let take = c.data.len().min(left);
+            parts.push(&c.data[c.data.len() - take..]);
+            left -= take;
+        }
+        parts.iter().rev().flat_map(|p| p.iter().copied()).collect()
+    }
+
     pub fn retained_bytes(&self) -> usize {
         self.bytes
     }

@@ -31,6 +31,18 @@ pub struct SpawnSpec<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub tty: Option<TerminalSize>,
     pub pipe_stdin: bool,
+    /// Run through the sandbox launcher with this spec.
+    pub launch: Option<&'a sandbox::LaunchSpec>,
+}
+
+/// The descriptor number the launcher's report pipe gets in the child.
+const REPORT_FD: i32 = 3;
+
+fn current_exe() -> io::Result<PathBuf> {
+    static EXE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| std::env::current_exe().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(io::Error::other)
 }
 
 /// An output source of the child.
@@ -49,6 +61,8 @@ pub struct Spawned {
     pub stdin: Option<AsyncFd<OwnedFd>>,
     /// The PTY master, kept for resize and the foreground process group.
     pub pty_master: Option<Arc<OwnedFd>>,
+    /// Read end of the launcher's report pipe (sandboxed processes only).
+    pub report: Option<AsyncFd<OwnedFd>>,
 }
 
 /// Spawn failures, with the reference's OS text first.
@@ -80,20 +94,58 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
         });
     }
     let program = resolve_program(&spec.argv[0], spec.cwd, spec.env.get("PATH").map(String::as_str))?;
-    let mut cmd = Command::new(&program);
-    cmd.arg0(spec.arg0.unwrap_or(&spec.argv[0]))
-        .args(&spec.argv[1..])
-        .env_clear()
-        .envs(spec.env)
-        .current_dir(spec.cwd)
-        .kill_on_drop(false);
-    match spec.tty {
-        Some(size) => spawn_pty(cmd, size),
-        None => spawn_pipes(cmd, spec.pipe_stdin),
+    let arg0 = spec.arg0.unwrap_or(&spec.argv[0]);
+    let mut report = None;
+    let mut cmd = match spec.launch {
+        None => {
+            let mut cmd = Command::new(&program);
+            cmd.arg0(arg0).args(&spec.argv[1..]);
+            cmd
+        }
+        Some(launch) => {
+            let json = serde_json::to_string(launch).map_err(io::Error::other)?;
+            let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC)?;
+            let mut cmd = Command::new(current_exe()?);
+            cmd.args([
+                "sandbox-exec",
+                "--spec",
+                &json,
+                "--report-fd",
+                &REPORT_FD.to_string(),
+                "--",
+            ])
+            .arg(&program)
+            .arg(arg0)
+            .args(&spec.argv[1..]);
+            let raw = report_w.as_raw_fd();
+            // SAFETY: dup2 is async-signal-safe; the new descriptor is not close-on-exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::dup2(raw, REPORT_FD) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            report = Some((report_r, report_w));
+            cmd
+        }
+    };
+    cmd.env_clear().envs(spec.env).current_dir(spec.cwd).kill_on_drop(false);
+    // The launcher starts its own session; a direct PTY child gets one in pre_exec.
+    let own_session = spec.launch.is_none();
+    let mut spawned = match spec.tty {
+        Some(size) => spawn_pty(cmd, size, own_session),
+        None => spawn_pipes(cmd, spec.pipe_stdin, own_session),
+    }?;
+    if let Some((report_r, report_w)) = report {
+        drop(report_w);
+        spawned.report = Some(fdio::register(report_r, Interest::READABLE)?);
     }
+    Ok(spawned)
 }
 
-fn spawn_pipes(mut cmd: Command, pipe_stdin: bool) -> Result<Spawned, SpawnError> {
+fn spawn_pipes(mut cmd: Command, pipe_stdin: bool, own_group: bool) -> Result<Spawned, SpawnError> {
     let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
     let stdin = if pipe_stdin {
@@ -104,9 +156,10 @@ fn spawn_pipes(mut cmd: Command, pipe_stdin: bool) -> Result<Spawned, SpawnError
         cmd.stdin(Stdio::null());
         None
     };
-    cmd.stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w))
-        .process_group(0);
+    cmd.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+    if own_group {
+        cmd.process_group(0);
+    }
     let child = cmd.spawn()?;
     drop(cmd); // closes the child's ends in this process
     let pid = child.id().unwrap_or_default();
@@ -128,10 +181,11 @@ fn spawn_pipes(mut cmd: Command, pipe_stdin: bool) -> Result<Spawned, SpawnError
         sources,
         stdin,
         pty_master: None,
+        report: None,
     })
 }
 
-fn spawn_pty(mut cmd: Command, size: TerminalSize) -> Result<Spawned, SpawnError> {
+fn spawn_pty(mut cmd: Command, size: TerminalSize, own_session: bool) -> Result<Spawned, SpawnError> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
     grantpt(&master)?;
     unlockpt(&master)?;
@@ -146,17 +200,19 @@ fn spawn_pty(mut cmd: Command, size: TerminalSize) -> Result<Spawned, SpawnError
     cmd.stdin(Stdio::from(slave.try_clone()?))
         .stdout(Stdio::from(slave.try_clone()?))
         .stderr(Stdio::from(slave));
-    // SAFETY: only async-signal-safe calls (setsid, ioctl) run between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    if own_session {
+        // SAFETY: only async-signal-safe calls (setsid, ioctl) run between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     let child = cmd.spawn()?;
     drop(cmd);
@@ -173,6 +229,7 @@ fn spawn_pty(mut cmd: Command, size: TerminalSize) -> Result<Spawned, SpawnError
         }],
         stdin: Some(writer),
         pty_master: Some(Arc::new(master)),
+        report: None,
     })
 }
 

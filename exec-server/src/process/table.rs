@@ -19,20 +19,23 @@ impl ProcessTable {
         lock(&self.map).get(id).cloned()
     }
 
-    /// Registers the process `make` builds under `id`, unless a process with that id is
-    /// still open. A closed one (kept only for `process/read`) is replaced.
-    pub fn insert_new(
-        &self,
-        id: &str,
-        make: impl FnOnce() -> Result<Arc<Process>, RpcError>,
-    ) -> Result<Arc<Process>, RpcError> {
+    /// Fails when a process with `id` is still open. A closed one (kept only for
+    /// `process/read`) may be replaced.
+    pub fn check_free(&self, id: &str) -> Result<(), RpcError> {
+        match lock(&self.map).get(id) {
+            Some(p) if !p.is_closed() => Err(RpcError::invalid_request(format!("process {id} already exists"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Registers `process` under `id`, unless another start took the id meanwhile.
+    pub fn insert(&self, id: &str, process: Arc<Process>) -> Result<(), RpcError> {
         let mut map = lock(&self.map);
         if map.get(id).is_some_and(|p| !p.is_closed()) {
             return Err(RpcError::invalid_request(format!("process {id} already exists")));
         }
-        let p = make()?;
-        map.insert(id.to_string(), p.clone());
-        Ok(p)
+        map.insert(id.to_string(), process);
+        Ok(())
     }
 
     /// Removes `id` if it still maps to `process` (retention expiry).

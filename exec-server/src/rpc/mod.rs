@@ -36,7 +36,7 @@ pub async fn dispatch(conn: &Arc<Connection>, id: &RequestId, method: &str, para
         m::ENVIRONMENT_INFO => environment::info(conn, params),
         m::ENVIRONMENT_STATUS => environment::status(conn, params),
         m::ENVIRONMENT_CONFIG_READ => environment::config_read(conn, params),
-        m::PROCESS_START => process::start(conn, params),
+        m::PROCESS_START => process::start(conn, params).await,
         m::PROCESS_READ => process::read(conn, params).await,
         m::PROCESS_WRITE => process::write(conn, params).await,
         m::PROCESS_SIGNAL => process::signal(conn, params),
@@ -69,7 +69,6 @@ pub fn never_waits(method: &str) -> bool {
         m::ENVIRONMENT_INFO
             | m::ENVIRONMENT_STATUS
             | m::ENVIRONMENT_CONFIG_READ
-            | m::PROCESS_START
             | m::PROCESS_SIGNAL
             | m::PROCESS_TERMINATE
             | m::PROCESS_RESIZE

@@ -24,10 +24,10 @@ fn find(conn: &Connection, id: &str) -> Result<Option<Arc<Process>>, RpcError> {
     Ok(conn.session(FAMILY)?.processes.get(id))
 }
 
-pub fn start(conn: &Arc<Connection>, params: Value) -> Reply {
+pub async fn start(conn: &Arc<Connection>, params: Value) -> Reply {
     let p: StartParams = parse(params)?;
     let session = conn.session(FAMILY)?;
-    ok(&process::start(&session, p, &conn.server.config)?)
+    ok(&process::start(&session, p, &conn.server.config).await?)
 }
 
 pub async fn read(conn: &Arc<Connection>, params: Value) -> Reply {
