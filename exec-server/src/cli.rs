@@ -45,6 +45,12 @@ enum Command {
     /// Internal: apply a sandbox, then execute a command (spawned by the server).
     #[command(hide = true)]
     SandboxExec(crate::sandbox_exec::SandboxExecArgs),
+    /// Internal: apply a sandbox, then perform one file operation (spawned by the server).
+    #[command(hide = true)]
+    SandboxFs {
+        #[arg(long)]
+        spec: String,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -168,6 +174,10 @@ pub fn main() -> ExitCode {
         },
         Some(Command::SandboxExec(args)) => crate::sandbox_exec::main(args),
         Some(Command::SandboxProbe { json }) => crate::sandbox_exec::probe(json),
+        Some(Command::SandboxFs { spec }) => match serde_json::from_str(&spec) {
+            Ok(spec) => ExitCode::from(crate::fs::confined::helper_main(&spec) as u8),
+            Err(e) => fail(&format!("bad sandbox spec: {e}")),
+        },
         Some(Command::Bench(args)) => match runtime() {
             Ok(rt) => rt.block_on(crate::bench::run(args)),
             Err(e) => fail(&e.to_string()),

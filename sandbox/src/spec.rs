@@ -26,8 +26,13 @@ pub struct LaunchSpec {
 }
 
 impl LaunchSpec {
-    /// The spec for `policy`, run in `cwd`, with the temp directory `tmpdir`.
-    pub fn for_policy(policy: &SandboxPolicy, cwd: &std::path::Path, tmpdir: Option<&std::path::Path>) -> LaunchSpec {
+    /// The spec for `policy`, run in `cwd` (writable under `workspace-write`), with the
+    /// temp directory `tmpdir`.
+    pub fn for_policy(
+        policy: &SandboxPolicy,
+        cwd: Option<&std::path::Path>,
+        tmpdir: Option<&std::path::Path>,
+    ) -> LaunchSpec {
         match policy {
             SandboxPolicy::DangerFullAccess => LaunchSpec {
                 network: true,
@@ -44,7 +49,7 @@ impl LaunchSpec {
                 network_access,
                 exclude_tmp,
             } => {
-                let mut roots = vec![cwd.to_path_buf()];
+                let mut roots: Vec<PathBuf> = cwd.map(|c| c.to_path_buf()).into_iter().collect();
                 roots.extend(writable_roots.iter().cloned());
                 if !exclude_tmp {
                     roots.push(PathBuf::from("/tmp"));

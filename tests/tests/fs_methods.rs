@@ -243,20 +243,3 @@ async fn watch_missing_reports_when_a_path_appears() {
     let n = c.notification(|m| m["method"] == "fs/missingChanged").await;
     assert_eq!(n["params"], json!({"watchId": 7}));
 }
-
-#[tokio::test]
-async fn a_requested_file_sandbox_is_never_ignored() {
-    let server = Server::start(&[]);
-    let mut c = server.ready_client().await;
-    let dir = TempDir::new("fssb");
-    let sandbox = json!({"permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": []}, "network": "restricted"}});
-    let (code, msg) = c
-        .err(
-            "fs/writeFile",
-            json!({"path": uri(&dir.join("x")), "dataBase64": "", "sandbox": sandbox}),
-        )
-        .await;
-    assert_eq!(code, -32603);
-    assert!(msg.contains("sandbox unavailable"), "{msg}");
-    assert!(!dir.join("x").exists());
-}

@@ -359,3 +359,171 @@ async fn read_only_policy_and_bad_policies() {
     assert_eq!(code, -32602);
     assert!(msg.contains("unsupported sandbox policy"), "{msg}");
 }
+
+/// Calls `method` and returns whether it succeeded, plus the error.
+async fn attempt(c: &mut Client, method: &str, params: Value) -> Result<Value, (i64, String)> {
+    c.call(method, params).await
+}
+
+#[tokio::test]
+async fn file_methods_obey_each_policy() {
+    if !layers_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let mut c = server.ready_client().await;
+    let d = dirs();
+    std::fs::create_dir_all(d.ws.join("dir")).unwrap();
+    std::fs::write(d.ws.join("dir/in.txt"), "in").unwrap();
+    let policies = [
+        ("full", json!({"type": "danger-full-access"}), true, true),
+        ("ws", ws_policy(&d), true, false),
+        ("ro", json!({"type": "read-only"}), false, false),
+    ];
+    for (name, policy, write_inside, write_outside) in policies {
+        let sb = |mut p: Value| {
+            p["sandbox"] = policy.clone();
+            p
+        };
+        let inside = d.ws.join(format!("{name}.txt"));
+        let outside = d.outside.join(format!("{name}.txt"));
+        // Reads work everywhere.
+        let r = attempt(
+            &mut c,
+            "fs/readFile",
+            sb(json!({"path": uri(&d.outside.join("target"))})),
+        )
+        .await
+        .expect(name);
+        assert_eq!(unb64(r["dataBase64"].as_str().unwrap()), b"original");
+        attempt(&mut c, "fs/getMetadata", sb(json!({"path": uri(&d.ws.join("dir"))})))
+            .await
+            .expect(name);
+        attempt(&mut c, "fs/readDirectory", sb(json!({"path": uri(d.ws.path())})))
+            .await
+            .expect(name);
+        attempt(
+            &mut c,
+            "fs/canonicalize",
+            sb(json!({"path": uri(&d.ws.join("dir/../dir"))})),
+        )
+        .await
+        .expect(name);
+        let w = attempt(&mut c, "fs/walk", sb(json!({"path": uri(d.ws.path())})))
+            .await
+            .expect(name);
+        assert!(!w["entries"].as_array().unwrap().is_empty());
+        // Writes follow the policy, through every writing method.
+        let data = json!({"dataBase64": b64(b"x")});
+        let mut wf = sb(json!({"path": uri(&inside)}));
+        wf["dataBase64"] = data["dataBase64"].clone();
+        assert_eq!(
+            attempt(&mut c, "fs/writeFile", wf).await.is_ok(),
+            write_inside,
+            "{name} writeFile inside"
+        );
+        let mut wf = sb(json!({"path": uri(&outside)}));
+        wf["dataBase64"] = data["dataBase64"].clone();
+        let r = attempt(&mut c, "fs/writeFile", wf).await;
+        assert_eq!(r.is_ok(), write_outside, "{name} writeFile outside: {r:?}");
+        if let Err((code, msg)) = r {
+            assert_eq!(
+                (code, msg.as_str()),
+                (-32600, "Permission denied (os error 13)"),
+                "{name}"
+            );
+        }
+        let made = attempt(
+            &mut c,
+            "fs/createDirectory",
+            sb(json!({"path": uri(&d.outside.join(format!("{name}-dir/sub")))})),
+        )
+        .await;
+        assert_eq!(made.is_ok(), write_outside, "{name} createDirectory outside");
+        let copied = attempt(&mut c, "fs/copy", sb(json!({"sourcePath": uri(&d.ws.join("dir")), "destinationPath": uri(&d.outside.join(format!("{name}-copy"))), "recursive": true}))).await;
+        assert_eq!(copied.is_ok(), write_outside, "{name} copy outside");
+        let copied = attempt(&mut c, "fs/copy", sb(json!({"sourcePath": uri(&d.ws.join("dir")), "destinationPath": uri(&d.ws.join(format!("{name}-copy"))), "recursive": true}))).await;
+        assert_eq!(copied.is_ok(), write_inside, "{name} copy inside");
+        let opened = attempt(&mut c, "fs/open", sb(json!({"handleId": format!("{name}-w"), "path": uri(&d.ws.join(format!("{name}-block"))), "mode": "replace"}))).await;
+        assert_eq!(opened.is_ok(), write_inside, "{name} open inside");
+        if opened.is_ok() {
+            c.ok(
+                "fs/writeBlock",
+                json!({"handleId": format!("{name}-w"), "offset": 0, "chunk": b64(b"blocks")}),
+            )
+            .await;
+            c.ok("fs/close", json!({"handleId": format!("{name}-w")})).await;
+            assert_eq!(std::fs::read(d.ws.join(format!("{name}-block"))).unwrap(), b"blocks");
+        }
+        let opened = attempt(
+            &mut c,
+            "fs/open",
+            sb(json!({"handleId": format!("{name}-r"), "path": uri(&d.outside.join("target")), "mode": "read"})),
+        )
+        .await;
+        assert!(opened.is_ok(), "{name} open for reading works anywhere");
+        let r = c
+            .ok(
+                "fs/readBlock",
+                json!({"handleId": format!("{name}-r"), "offset": 0, "len": 100}),
+            )
+            .await;
+        assert_eq!(unb64(r["chunk"].as_str().unwrap()), b"original");
+        let removed = attempt(
+            &mut c,
+            "fs/remove",
+            sb(json!({"path": uri(&d.outside.join("target")), "recursive": false, "force": false})),
+        )
+        .await;
+        assert_eq!(removed.is_ok(), write_outside, "{name} remove outside");
+        if removed.is_ok() {
+            std::fs::write(d.outside.join("target"), "original").unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn file_method_escapes_are_denied() {
+    if !layers_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let mut c = server.ready_client().await;
+    let d = dirs();
+    std::os::unix::fs::symlink(d.outside.path(), d.ws.join("link")).unwrap();
+    let out_name = d.outside.path().file_name().unwrap().to_string_lossy().into_owned();
+    let targets = [
+        d.ws.join("link/via-symlink"),
+        d.ws.join(format!("../{out_name}/via-dotdot")),
+        std::path::PathBuf::from(format!("/proc/self/root{}/via-proc-root", d.outside.path().display())),
+        d.outside.join("target"),
+    ];
+    for target in targets {
+        let params = json!({"path": format!("file://{}", target.display()), "dataBase64": b64(b"escaped"), "sandbox": ws_policy(&d)});
+        let (code, msg) = c.err("fs/writeFile", params).await;
+        assert_eq!(
+            (code, msg.as_str()),
+            (-32600, "Permission denied (os error 13)"),
+            "{}",
+            target.display()
+        );
+        let params =
+            json!({"path": format!("file://{}", target.display()), "recursive": true, "sandbox": ws_policy(&d)});
+        assert!(
+            c.call("fs/createDirectory", params).await.is_err(),
+            "{}",
+            target.display()
+        );
+    }
+    // A rename into the workspace cannot move outside files either.
+    let params = json!({"sourcePath": uri(&d.outside.join("target")), "destinationPath": uri(&d.ws.join("stolen")), "recursive": false, "sandbox": ws_policy(&d)});
+    c.ok("fs/copy", params).await; // copying (reading) is allowed: reads are not restricted
+    let params = json!({"path": uri(&d.ws.join("link")), "recursive": true, "force": true, "sandbox": ws_policy(&d)});
+    c.ok("fs/remove", params).await; // removes the link, never what it points to
+    assert_eq!(std::fs::read_to_string(d.outside.join("target")).unwrap(), "original");
+    let leaked: Vec<_> = std::fs::read_dir(d.outside.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leaked, vec![std::ffi::OsString::from("target")]);
+}

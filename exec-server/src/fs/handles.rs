@@ -56,6 +56,29 @@ impl FileHandles {
         Ok(())
     }
 
+    /// Fails when `id` is taken.
+    pub fn check_free(&self, id: &str) -> Result<(), RpcError> {
+        if lock(&self.map).contains_key(id) {
+            return Err(RpcError::invalid_request(format!("file handle `{id}` already exists")));
+        }
+        Ok(())
+    }
+
+    /// Registers a file opened elsewhere (by the sandboxed helper).
+    pub fn insert(&self, id: &str, file: File, mode: OpenMode) -> Result<(), RpcError> {
+        let mut map = lock(&self.map);
+        if map.contains_key(id) {
+            return Err(RpcError::invalid_request(format!("file handle `{id}` already exists")));
+        }
+        if map.len() >= MAX_HANDLES {
+            return Err(RpcError::invalid_request(format!(
+                "too many open file handles (limit {MAX_HANDLES})"
+            )));
+        }
+        map.insert(id.to_string(), Arc::new(Handle { file, mode }));
+        Ok(())
+    }
+
     pub fn get(&self, id: &str) -> Result<Arc<Handle>, RpcError> {
         lock(&self.map)
             .get(id)

@@ -3,6 +3,7 @@
 //! permission denied or invalid input → -32600, anything else → -32603, each with the
 //! OS text as message and the path in `error.data`.
 
+pub mod confined;
 pub mod handles;
 pub mod walk;
 pub mod watch;

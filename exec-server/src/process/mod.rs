@@ -333,7 +333,7 @@ fn launch_spec(
 ) -> Result<LaunchSpec, RpcError> {
     let policy = sandbox::SandboxPolicy::from_wire(params.sandbox.as_ref())
         .map_err(|e| RpcError::invalid_params(e.to_string()))?;
-    let mut launch = LaunchSpec::for_policy(&policy, cwd, env.get("TMPDIR").map(std::path::Path::new));
+    let mut launch = LaunchSpec::for_policy(&policy, Some(cwd), env.get("TMPDIR").map(std::path::Path::new));
     let network_off = params
         .env
         .get("CODEX_SANDBOX_NETWORK_DISABLED")

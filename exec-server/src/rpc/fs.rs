@@ -19,16 +19,44 @@ use crate::session::Session;
 
 const FAMILY: &str = "filesystem";
 
-/// The session, after checking that the request's sandbox can be honoured.
-fn session(conn: &Connection, sandbox: Option<&Value>) -> Result<Arc<Session>, RpcError> {
+/// The session for an unconfined request (confined ones never reach the handlers below).
+fn session(conn: &Connection, _sandbox: Option<&Value>) -> Result<Arc<Session>, RpcError> {
+    conn.session(FAMILY)
+}
+
+/// Runs `method` in the sandboxed helper when `params.sandbox` restricts anything;
+/// `None` when the request is not confined.
+pub async fn confined(conn: &Arc<Connection>, method: &str, params: Value) -> Option<Reply> {
+    let sandbox = params.get("sandbox").filter(|s| !s.is_null())?;
+    let policy = match sandbox::SandboxPolicy::from_wire(Some(sandbox)) {
+        Ok(p) if p.is_unrestricted() => return None,
+        Ok(p) => p,
+        Err(e) => return Some(Err(RpcError::invalid_params(e.to_string()))),
+    };
+    Some(run_confined(conn, method, params, policy).await)
+}
+
+async fn run_confined(conn: &Arc<Connection>, method: &str, params: Value, policy: sandbox::SandboxPolicy) -> Reply {
     let session = conn.session(FAMILY)?;
-    let policy = sandbox::SandboxPolicy::from_wire(sandbox).map_err(|e| RpcError::invalid_params(e.to_string()))?;
-    if !policy.is_unrestricted() {
-        return Err(RpcError::internal(
-            "sandbox unavailable: this build cannot enforce the requested sandbox policy for file operations",
-        ));
+    let cwd = params
+        .get("sandbox")
+        .and_then(|s| s.get("cwd"))
+        .and_then(Value::as_str)
+        .and_then(|c| PathUri::parse(c).ok())
+        .and_then(|c| c.path().ok().map(|p| p.to_path_buf()));
+    let tmp = std::env::var_os("TMPDIR").map(std::path::PathBuf::from);
+    let spec = sandbox::LaunchSpec::for_policy(&policy, cwd.as_deref(), tmp.as_deref());
+    let handle_id = params.get("handleId").and_then(Value::as_str).map(str::to_string);
+    if let Some(id) = &handle_id {
+        session.files.check_free(id)?;
     }
-    Ok(session)
+    let max = conn.server.config.fs_max_file_bytes;
+    let method = method.to_string();
+    let outcome = blocking(move || ops::confined::run(&spec, &method, params, max)).await?;
+    if let (Some((file, mode)), Some(id)) = (outcome.file, handle_id) {
+        session.files.insert(&id, file, mode)?;
+    }
+    Ok(super::Answer::Json(outcome.result.to_string()))
 }
 
 pub async fn read_file(conn: &Arc<Connection>, params: Value) -> Reply {

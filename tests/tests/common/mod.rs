@@ -339,7 +339,7 @@ impl TempDir {
     pub fn path(&self) -> &Path {
         &self.0
     }
-    pub fn join(&self, p: &str) -> PathBuf {
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
         self.0.join(p)
     }
 }
