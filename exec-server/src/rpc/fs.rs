@@ -25,15 +25,17 @@ fn session(conn: &Connection, _sandbox: Option<&Value>) -> Result<Arc<Session>, 
 }
 
 /// Runs `method` in the sandboxed helper when `params.sandbox` restricts anything;
-/// `None` when the request is not confined.
-pub async fn confined(conn: &Arc<Connection>, method: &str, params: Value) -> Option<Reply> {
-    let sandbox = params.get("sandbox").filter(|s| !s.is_null())?;
-    let policy = match sandbox::SandboxPolicy::from_wire(Some(sandbox)) {
-        Ok(p) if p.is_unrestricted() => return None,
-        Ok(p) => p,
-        Err(e) => return Some(Err(RpcError::invalid_params(e.to_string()))),
+/// otherwise hands `params` back for the ordinary handler.
+pub async fn confined(conn: &Arc<Connection>, method: &str, params: Value) -> Result<Reply, Value> {
+    let Some(sandbox) = params.get("sandbox").filter(|s| !s.is_null()) else {
+        return Err(params);
     };
-    Some(run_confined(conn, method, params, policy).await)
+    let policy = match sandbox::SandboxPolicy::from_wire(Some(sandbox)) {
+        Ok(p) if p.is_unrestricted() => return Err(params),
+        Ok(p) => p,
+        Err(e) => return Ok(Err(RpcError::invalid_params(e.to_string()))),
+    };
+    Ok(run_confined(conn, method, params, policy).await)
 }
 
 async fn run_confined(conn: &Arc<Connection>, method: &str, params: Value, policy: sandbox::SandboxPolicy) -> Reply {

@@ -30,11 +30,14 @@ pub enum Answer {
 pub type Reply = Result<Answer, RpcError>;
 
 pub async fn dispatch(conn: &Arc<Connection>, id: &RequestId, method: &str, params: Value) -> Reply {
-    if method.starts_with("fs/") && params.get("sandbox").is_some_and(|s| !s.is_null()) {
-        if let Some(reply) = fs::confined(conn, method, params.clone()).await {
-            return reply;
+    let params = if method.starts_with("fs/") {
+        match fs::confined(conn, method, params).await {
+            Ok(reply) => return reply,
+            Err(params) => params,
         }
-    }
+    } else {
+        params
+    };
     match method {
         m::HTTP_REQUEST => http::request(conn, id, params).await,
         m::INITIALIZE => environment::initialize(conn, params).await,
