@@ -42,7 +42,10 @@ fn required() -> bool {
 }
 
 /// The scripted model turns, chosen by how many tool outputs the request carries.
-fn turn(step: usize, inputs: &[Value]) -> Vec<Value> {
+fn turn(scenario: &Scenario, step: usize, inputs: &[Value]) -> Vec<Value> {
+    if let Scenario::Sandboxed { outside } = scenario {
+        return sandboxed_turn(outside, step);
+    }
     let call = |id: &str, name: &str, args: Value| json!({"type": "function_call", "call_id": id, "name": name, "arguments": args.to_string()});
     let patch =
         |id: &str, body: &str| json!({"type": "custom_tool_call", "call_id": id, "name": "apply_patch", "input": body});
@@ -109,9 +112,35 @@ fn tool_outputs(body: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+#[derive(Clone)]
+enum Scenario {
+    /// Every tool, with `--dangerously-bypass-approvals-and-sandbox`.
+    Full,
+    /// `-s workspace-write`: work inside the workspace, then try to write `outside`.
+    Sandboxed { outside: PathBuf },
+}
+
+fn sandboxed_turn(outside: &Path, step: usize) -> Vec<Value> {
+    let call = |id: &str, cmd: String| json!({"type": "function_call", "call_id": id, "name": "exec_command", "arguments": json!({"cmd": cmd, "yield_time_ms": 10000}).to_string()});
+    match step {
+        0 => vec![call("call_in", "printf inside > in.txt && cat in.txt".into())],
+        1 => vec![call(
+            "call_out",
+            format!("printf escaped > {}/escape.txt", outside.display()),
+        )],
+        2 => vec![
+            json!({"type": "custom_tool_call", "call_id": "call_patch", "name": "apply_patch",
+            "input": "*** Begin Patch\n*** Add File: sub/patched.txt\n+patched inside\n*** End Patch"}),
+        ],
+        _ => vec![
+            json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "sandboxed scenario done"}]}),
+        ],
+    }
+}
+
 type Log = Arc<Mutex<Vec<Value>>>;
 
-async fn model(req: Request<Incoming>, log: Log) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn model(req: Request<Incoming>, log: Log, scenario: Scenario) -> Result<Response<Full<Bytes>>, Infallible> {
     let body = req
         .into_body()
         .collect()
@@ -122,7 +151,7 @@ async fn model(req: Request<Incoming>, log: Log) -> Result<Response<Full<Bytes>>
     let outputs = tool_outputs(&body);
     log.lock().unwrap().push(body);
     let mut sse = String::new();
-    for item in turn(outputs.len(), &outputs) {
+    for item in turn(&scenario, outputs.len(), &outputs) {
         let event = json!({"type": "response.output_item.done", "item": item});
         sse.push_str(&format!("event: response.output_item.done\ndata: {event}\n\n"));
     }
@@ -134,14 +163,14 @@ async fn model(req: Request<Incoming>, log: Log) -> Result<Response<Full<Bytes>>
     Ok(res)
 }
 
-async fn start_model(log: Log) -> u16 {
+async fn start_model(log: Log, scenario: Scenario) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let log = log.clone();
+            let (log, scenario) = (log.clone(), scenario.clone());
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| model(req, log.clone()));
+                let svc = hyper::service::service_fn(move |req| model(req, log.clone(), scenario.clone()));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -184,25 +213,31 @@ initialize_timeout_sec = 10
     std::fs::write(home.join("environments.toml"), envs).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn codex_exec_runs_every_tool_through_our_server() {
-    let Some(codex) = codex_bin().filter(|p| p.is_file()) else {
+/// The Codex binary, or `None` (after checking that CI does not require it).
+fn codex() -> Option<PathBuf> {
+    let found = codex_bin().filter(|p| p.is_file());
+    if found.is_none() {
         assert!(
             !required(),
             "EXEC_SERVER_CODEX_REQUIRED=1 but no Codex binary was found (run scripts/install-codex.sh)"
         );
         eprintln!("SKIPPED: Codex CLI 0.169.0 not installed (scripts/install-codex.sh installs it)");
-        return;
-    };
-    let marker = format!("me{}", std::process::id());
-    let server = Server::start_with_env(&[], &[("E2E_SERVER_MARKER", &marker)]);
-    let log: Log = Arc::default();
-    let model_port = start_model(log.clone()).await;
-    let run = TempDir::new("codex");
+    }
+    found
+}
+
+/// Runs `codex exec` in `run/work` with `run/codex-home`, against `server_url`.
+async fn run_codex(
+    codex: &Path,
+    run: &TempDir,
+    model_port: u16,
+    server_url: &str,
+    mode: &[&str],
+) -> std::process::Output {
     let (home, work) = (run.join("codex-home"), run.join("work"));
     std::fs::create_dir_all(&home).unwrap();
     std::fs::create_dir_all(&work).unwrap();
-    write_config(&home, model_port, &server.url);
+    write_config(&home, model_port, server_url);
     // A closed loopback port as proxy keeps Codex from reaching anything else.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -210,15 +245,13 @@ async fn codex_exec_runs_every_tool_through_our_server() {
         .unwrap()
         .port();
     let proxy = format!("http://127.0.0.1:{closed}");
-    let child = tokio::process::Command::new(&codex)
+    let child = tokio::process::Command::new(codex)
         .args(["exec", "--skip-git-repo-check", "--json", "-o"])
         .arg(run.join("last_message.txt"))
         .arg("-C")
         .arg(&work)
-        .args([
-            "--dangerously-bypass-approvals-and-sandbox",
-            "Run the codex-e2e scenario.",
-        ])
+        .args(mode)
+        .arg("Run the codex-e2e scenario.")
         .env("CODEX_HOME", &home)
         .env("E2E_MOCK_API_KEY", "dummy")
         .env_remove("E2E_SERVER_MARKER")
@@ -230,10 +263,87 @@ async fn codex_exec_runs_every_tool_through_our_server() {
         .kill_on_drop(true)
         .spawn()
         .expect("start codex");
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+    tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
         .expect("codex finishes")
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_workspace_write_is_enforced_by_our_sandbox() {
+    let Some(codex) = codex() else { return };
+    let run = TempDir::new("codex-sb");
+    // Outside every root `workspace-write` opens (cwd, /tmp, TMPDIR).
+    let outside = TempDir::new_in(Path::new("/var/tmp"), "codex-outside");
+    let log_path = run.join("server.log");
+    let server = Server::start_logged(&[], &[], Some(&log_path));
+    let log: Log = Arc::default();
+    let model_port = start_model(
+        log.clone(),
+        Scenario::Sandboxed {
+            outside: outside.path().to_path_buf(),
+        },
+    )
+    .await;
+    let out = run_codex(&codex, &run, model_port, &server.url, &["-s", "workspace-write"]).await;
+    let work = run.join("work");
+    let requests = log.lock().unwrap().clone();
+    let context = format!(
+        "codex status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{context}");
+    assert_eq!(requests.len(), 4, "one model request per step\n{context}");
+    // Inside the workspace: the command and the patch worked.
+    assert_eq!(
+        std::fs::read_to_string(work.join("in.txt")).unwrap(),
+        "inside",
+        "{context}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("sub/patched.txt")).unwrap(),
+        "patched inside\n",
+        "{context}"
+    );
+    // Outside: denied by our sandbox, reported as such.
+    assert!(!outside.join("escape.txt").exists(), "{context}");
+    let outputs = tool_outputs(requests.last().unwrap());
+    let denied = outputs
+        .iter()
+        .find(|o| o["call_id"] == "call_out")
+        .map(|o| o["output"].to_string())
+        .unwrap_or_default();
+    assert!(denied.contains("Permission denied"), "{denied}");
+    let server_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let exits: Vec<&str> = server_log.lines().filter(|l| l.contains("process exited")).collect();
+    assert!(exits.iter().any(|l| l.contains("sandbox_denied=true")), "{exits:#?}");
+    assert!(
+        exits
+            .iter()
+            .any(|l| l.contains("code=0") && l.contains("sandbox_denied=false")),
+        "{exits:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_exec_runs_every_tool_through_our_server() {
+    let Some(codex) = codex() else { return };
+    let marker = format!("me{}", std::process::id());
+    let server = Server::start_with_env(&[], &[("E2E_SERVER_MARKER", &marker)]);
+    let log: Log = Arc::default();
+    let model_port = start_model(log.clone(), Scenario::Full).await;
+    let run = TempDir::new("codex");
+    let work = run.join("work");
+    let out = run_codex(
+        &codex,
+        &run,
+        model_port,
+        &server.url,
+        &["--dangerously-bypass-approvals-and-sandbox"],
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let requests = log.lock().unwrap().clone();

@@ -279,6 +279,16 @@ async fn limits_stop_fork_bombs_memory_hogs_and_cpu_loops() {
     assert!(forks < 20 && text.contains("fork refused 11"), "{text}");
 
     let hog = "python3 -c \"x = bytearray(512 * 1024 * 1024)\nprint('allocated')\"";
+    let mut params = start_params(
+        "hog-report",
+        &["true"],
+        json!({"limits": {"memoryBytes": 64 * 1024 * 1024, "pids": 50}}),
+    );
+    params["env"]["PATH"] = json!("/usr/bin:/bin");
+    let r = c.ok("process/start", params).await;
+    assert_eq!(r["sandbox"]["cgroup"]["memoryBytes"], 64 * 1024 * 1024, "{r}");
+    assert!(r["sandbox"]["cgroup"]["version"].is_string(), "{r}");
+    c.events_until_closed("hog-report").await;
     let (code, text, exited) = run(
         &mut c,
         "hog",

@@ -258,6 +258,11 @@ impl Process {
         killed
     }
 
+    /// `v1` or `v2` when cgroups enforce this process's limits.
+    pub fn cgroup_version(&self) -> Option<&'static str> {
+        self.cgroups.as_ref().filter(|cg| !cg.is_empty()).map(|cg| cg.version)
+    }
+
     /// Whether the memory limit killed the process.
     pub fn memory_limited(&self) -> bool {
         self.cgroups.as_ref().is_some_and(|cg| cg.oom_killed())
@@ -489,10 +494,15 @@ pub async fn start(session: &Arc<Session>, params: StartParams, cfg: &ServerConf
         chunk_limit: fdio::chunk_limit(cfg.output_retention_bytes),
     };
     tokio::spawn(pump.run().instrument(span));
+    let mut sandbox_report = report.and_then(|r| serde_json::to_value(r).ok());
+    if let (Some(Value::Object(map)), Some(cg)) = (sandbox_report.as_mut(), process.cgroup_version()) {
+        let cgroup = serde_json::json!({"version": cg, "memoryBytes": limits.memory_bytes, "pids": limits.pids});
+        map.insert("cgroup".into(), cgroup);
+    }
     Ok(StartResult {
         process_id: params.process_id,
         sandbox_type: if launch.confine { "linuxSeccomp" } else { "none" }.into(),
-        sandbox: report.and_then(|r| serde_json::to_value(r).ok()),
+        sandbox: sandbox_report,
     })
 }
 

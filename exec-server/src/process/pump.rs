@@ -225,7 +225,7 @@ impl Pump {
 
     async fn emit_exit_info(&self, info: ExitInfo) {
         let seq = self.process.set_exited(info);
-        debug!(code = info.code, reason = ?info.reason, "process exited");
+        tracing::info!(code = info.code, reason = ?info.reason, sandbox_denied = info.sandbox_denied, "process exited");
         let params = ExitedNotification {
             process_id: self.process.id.clone(),
             seq,

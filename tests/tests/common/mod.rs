@@ -50,12 +50,25 @@ impl Server {
     }
 
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_logged(extra, env, None)
+    }
+
+    /// Like `start_with_env`; with `log`, the server's info log goes to that file.
+    pub fn start_logged(extra: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["--listen", "ws://127.0.0.1:0"])
             .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        cmd.env("RUST_LOG", "warn");
+            .stdout(Stdio::piped());
+        match log {
+            Some(path) => {
+                cmd.stderr(std::fs::File::create(path).expect("log file"));
+                cmd.env("RUST_LOG", "info");
+            }
+            None => {
+                cmd.stderr(Stdio::null());
+                cmd.env("RUST_LOG", "warn");
+            }
+        }
         // Tests reach only 127.0.0.1: no proxy unless a test sets one.
         for var in [
             "HTTP_PROXY",
@@ -328,7 +341,12 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
+        Self::new_in(&std::env::temp_dir(), tag)
+    }
+
+    /// A temporary directory under `base` (for paths outside `/tmp`).
+    pub fn new_in(base: &Path, tag: &str) -> TempDir {
+        let dir = base.join(format!(
             "exec-server-test-{tag}-{}-{}",
             std::process::id(),
             rand_suffix()
