@@ -188,8 +188,13 @@ impl Lean {
     }
 
     async fn exec_true(&mut self, id: &str) -> Result<Duration, String> {
+        self.exec_true_in(id, Value::Null).await
+    }
+
+    /// start → closed of `true` under `sandbox`.
+    async fn exec_true_in(&mut self, id: &str, sandbox: Value) -> Result<Duration, String> {
         let t = Instant::now();
-        let params = json!({"processId": id, "argv": ["true"], "cwd": "file:///tmp", "env": {}, "tty": false});
+        let params = json!({"processId": id, "argv": ["true"], "cwd": "file:///tmp", "env": {}, "tty": false, "sandbox": sandbox});
         self.send(methods::PROCESS_START, params).await?;
         self.until(|v| v["method"] == methods::PROCESS_CLOSED && v["params"]["processId"] == id)
             .await?;
@@ -759,6 +764,25 @@ async fn exec_rows(lean: &mut Lean, bench: &Arc<Bench>, quick: bool, rows: &mut 
         pass: rate >= 1200.0,
     });
 
+    // The same round trip under workspace-write with the network off (every layer).
+    let policy = json!({"type": "workspace-write", "writableRoots": [], "networkAccess": false});
+    for i in 0..10 {
+        lean.exec_true_in(&format!("sbwarm{i}"), policy.clone()).await?;
+    }
+    let mut boxed = Vec::with_capacity(n / 2);
+    for i in 0..n / 2 {
+        boxed.push(lean.exec_true_in(&format!("sb{i}"), policy.clone()).await?);
+    }
+    boxed.sort();
+    let sb50 = percentile(&boxed, 0.5);
+    rows.push(Row {
+        metric: "sandboxed exec `true` p50",
+        value: sb50,
+        unit: "ms",
+        baseline: Some(p50),
+        target: format!("<= 3 ms and <= 2x unsandboxed ({:.2} ms)", 2.0 * p50),
+        pass: sb50 <= 3.0 && sb50 <= 2.0 * p50,
+    });
     Ok(())
 }
 

@@ -68,7 +68,7 @@ fn capabilities() -> BTreeMap<String, bool> {
         ("processCloseStdin", true),
         ("processSignals", true),
         ("processList", true),
-        ("processLimits", false),
+        ("processLimits", true),
         ("processTimeoutLimit", true),
         ("processOutputLimit", true),
         ("processReadDroppedBeforeSeq", true),
@@ -77,7 +77,8 @@ fn capabilities() -> BTreeMap<String, bool> {
         ("httpRequest", true),
         ("httpErrorKinds", true),
         ("httpNonUtf8HeaderValues", true),
-        ("sandbox", false),
+        ("sandbox", true),
+        ("sandboxedFileOperations", true),
     ];
     flags.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
