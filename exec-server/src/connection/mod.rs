@@ -165,15 +165,17 @@ impl Connection {
             }
             methods::CANCEL_REQUEST => match serde_json::from_value::<CancelParams>(params) {
                 Ok(p) => {
-                    if let Some(cancel) = lock(&self.inflight).remove(&p.id) {
-                        let _ = cancel.send(());
-                        return;
-                    }
-                    // A streamed response already answered: end its body stream.
-                    let mut streams = lock(&self.streams);
-                    let key = streams.iter().find(|(_, s)| s.rpc_id == p.id).map(|(k, _)| k.clone());
-                    if let Some(stream) = key.and_then(|k| streams.remove(&k)) {
+                    // A streamed request is cancelled through its stream, whether its head
+                    // was sent already or not: the stream then ends with "cancelled".
+                    let stream = {
+                        let mut streams = lock(&self.streams);
+                        let key = streams.iter().find(|(_, s)| s.rpc_id == p.id).map(|(k, _)| k.clone());
+                        key.and_then(|k| streams.remove(&k))
+                    };
+                    if let Some(stream) = stream {
                         let _ = stream.cancel.send(());
+                    } else if let Some(cancel) = lock(&self.inflight).remove(&p.id) {
+                        let _ = cancel.send(());
                     }
                 }
                 Err(e) => warn!(conn = self.id, error = %e, "malformed $/cancelRequest ignored"),

@@ -146,13 +146,21 @@ pub async fn request(conn: &Arc<Connection>, id: &RequestId, params: Value) -> R
     let req = validate(&p)?;
     conn.session("http")?;
     let url = req.url.clone();
-    let slot = if p.stream_response {
+    let mut slot = if p.stream_response {
         Some(conn.reserve_stream(&p.request_id, id)?)
     } else {
         None
     };
     let broker = conn.server.broker.clone();
-    let (mut response, deadline) = broker.send(req).await.map_err(|e| broker_error(&e))?;
+    let sent = match slot.as_mut() {
+        // A streamed request is cancelled through its slot, even before its head arrives.
+        Some(slot) => tokio::select! {
+            sent = broker.send(req) => sent,
+            _ = &mut slot.cancelled => return Err(RpcError::cancelled()),
+        },
+        None => broker.send(req).await,
+    };
+    let (mut response, deadline) = sent.map_err(|e| broker_error(&e))?;
     let head = HttpRequestResult {
         status: response.status().as_u16(),
         headers: response_headers(&response),
