@@ -11,6 +11,7 @@ pub mod cli_run;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod credentials;
 pub mod environment;
 pub mod fs;
 pub mod http;

@@ -110,7 +110,7 @@ fn redact(url: &Url) -> String {
     u.to_string()
 }
 
-fn load_extra_roots() -> Result<Vec<reqwest::Certificate>, String> {
+pub fn load_extra_roots() -> Result<Vec<reqwest::Certificate>, String> {
     for var in CA_VARS {
         let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) else {
             continue;
