@@ -64,6 +64,10 @@ pub struct HttpRequestResult {
     pub status: u16,
     pub headers: Vec<ResponseHeader>,
     pub body_base64: Base64Bytes,
+    /// A bound request got 401, the credential was refreshed (or is being refreshed) but
+    /// not replayed: sending it again will carry the new credential (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_required: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

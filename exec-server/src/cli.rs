@@ -103,6 +103,9 @@ pub struct ServeArgs {
     /// Let `http/request` reach cloud metadata addresses (denied by default).
     #[arg(long)]
     pub http_allow_metadata: bool,
+    /// Credential bindings for `http/request` (a TOML file; see the README).
+    #[arg(long, value_name = "PATH")]
+    pub credentials_config: Option<PathBuf>,
     /// Exit when stdin reaches end of file (for supervisors that hold a pipe).
     #[arg(long, env = "CODEX_EXEC_SERVER_EXIT_ON_STDIN_CLOSE")]
     pub exit_on_stdin_close: bool,
@@ -135,6 +138,10 @@ impl ServeArgs {
             max_frame_bytes: self.max_frame_bytes,
             fs_max_file_bytes: self.fs_max_file_bytes,
             ws_auth,
+            bindings: std::sync::Arc::new(match &self.credentials_config {
+                Some(path) => crate::credentials::bindings::Bindings::load(path)?,
+                None => Default::default(),
+            }),
             http: BrokerConfig {
                 default_timeout: (self.http_default_timeout_ms > 0)
                     .then(|| Duration::from_millis(self.http_default_timeout_ms)),

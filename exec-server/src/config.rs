@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub ping_interval: Duration,
     /// `http/request` settings.
     pub http: BrokerConfig,
+    /// Credential bindings for `http/request`.
+    pub bindings: std::sync::Arc<crate::credentials::bindings::Bindings>,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +48,7 @@ impl Default for ServerConfig {
             ws_auth: WsAuth::None,
             ping_interval: Duration::from_secs(30),
             http: BrokerConfig::default(),
+            bindings: Default::default(),
         }
     }
 }

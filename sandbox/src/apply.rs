@@ -112,10 +112,15 @@ pub fn apply(spec: &LaunchSpec) -> Result<Report, ApplyError> {
         return Ok(report);
     }
 
-    enter_namespaces(spec.network)?;
+    let hidden: Vec<PathBuf> = existing(spec.hidden.iter().cloned());
+    enter_namespaces(spec.network, !hidden.is_empty())?;
     report.layers.push("userns".into());
     if !spec.network {
         report.layers.push("netns".into());
+    }
+    if !hidden.is_empty() {
+        hide(&hidden)?;
+        report.layers.push("mountns".into());
     }
 
     if let Some(roots) = &spec.writable_roots {
@@ -131,11 +136,14 @@ pub fn apply(spec: &LaunchSpec) -> Result<Report, ApplyError> {
 
 /// A user namespace (no capabilities outside it), and a private network namespace when
 /// network is off. The process keeps its own uid and gid inside.
-fn enter_namespaces(network: bool) -> Result<(), ApplyError> {
+fn enter_namespaces(network: bool, mounts: bool) -> Result<(), ApplyError> {
     let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
     let mut flags = CloneFlags::CLONE_NEWUSER;
     if !network {
         flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if mounts {
+        flags |= CloneFlags::CLONE_NEWNS;
     }
     unshare(flags).map_err(|e| fail(if network { "userns" } else { "netns" }, e))?;
     std::fs::write("/proc/self/setgroups", "deny").map_err(|e| fail("userns", format!("setgroups: {e}")))?;
@@ -143,6 +151,25 @@ fn enter_namespaces(network: bool) -> Result<(), ApplyError> {
         .map_err(|e| fail("userns", format!("uid_map: {e}")))?;
     std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
         .map_err(|e| fail("userns", format!("gid_map: {e}")))?;
+    Ok(())
+}
+
+/// Covers each directory with an empty read-only tmpfs (in the private mount namespace).
+fn hide(dirs: &[PathBuf]) -> Result<(), ApplyError> {
+    use nix::mount::{MsFlags, mount};
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| fail("mountns", format!("make mounts private: {e}")))?;
+    for dir in dirs {
+        let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some("size=4k,mode=0500"))
+            .map_err(|e| fail("mountns", format!("hide {}: {e}", dir.display())))?;
+    }
     Ok(())
 }
 

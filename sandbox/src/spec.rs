@@ -23,6 +23,10 @@ pub struct LaunchSpec {
     pub cpu_seconds: Option<u64>,
     /// cgroup directories the process joins before anything else.
     pub cgroups: Vec<PathBuf>,
+    /// Directories covered by an empty read-only tmpfs in a private mount namespace
+    /// (credential stores), applied with `confine`.
+    #[serde(default)]
+    pub hidden: Vec<PathBuf>,
 }
 
 impl LaunchSpec {

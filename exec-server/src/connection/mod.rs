@@ -36,6 +36,9 @@ pub struct Connection {
     inflight: Mutex<HashMap<RequestId, oneshot::Sender<()>>>,
     /// Streamed `http/request` bodies in progress, by their `requestId`.
     streams: Mutex<HashMap<String, ActiveStream>>,
+    /// Requests this server sent to the client, by id, waiting for an answer.
+    to_client: Mutex<HashMap<RequestId, oneshot::Sender<Result<serde_json::Value, RpcError>>>>,
+    next_to_client: std::sync::atomic::AtomicI64,
     limiter: Arc<Semaphore>,
 }
 
@@ -72,6 +75,8 @@ impl Connection {
             phase: Mutex::new(Phase::New),
             inflight: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
+            to_client: Mutex::new(HashMap::new()),
+            next_to_client: std::sync::atomic::AtomicI64::new(1),
             limiter: Arc::new(Semaphore::new(permits)),
             server,
         })
@@ -146,8 +151,55 @@ impl Connection {
             }
             Ok(Incoming::Request(req)) => self.handle_request(req).await,
             Ok(Incoming::Notification(n)) => self.handle_notification(&n.method, n.params),
-            Ok(Incoming::Response { id, .. }) | Ok(Incoming::Error { id, .. }) => {
-                debug!(conn = self.id, %id, "ignoring a response to a request this server did not send");
+            Ok(Incoming::Response { id, result }) => self.answered(id, Ok(result)),
+            Ok(Incoming::Error { id, error }) => self.answered(id, Err(error)),
+        }
+    }
+
+    fn answered(&self, id: RequestId, answer: Result<serde_json::Value, RpcError>) {
+        match lock(&self.to_client).remove(&id) {
+            Some(waiter) => {
+                let _ = waiter.send(answer);
+            }
+            None => debug!(conn = self.id, %id, "ignoring a response to a request this server did not send"),
+        }
+    }
+
+    /// Sends a request to the client and waits up to `timeout` for its answer. On timeout
+    /// the request is cancelled with `$/cancelRequest` and fails "auth refresh request
+    /// timed out" style: `<method> request timed out`.
+    pub async fn request_client(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+        timeout: std::time::Duration,
+    ) -> Result<serde_json::Value, RpcError> {
+        // Server-issued ids are strings, so they never collide with the client's own.
+        let n = self.next_to_client.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = RequestId::Str(format!("server-{n}"));
+        let (tx, rx) = oneshot::channel();
+        lock(&self.to_client).insert(id.clone(), tx);
+        let text = serde_json::to_string(&exec_protocol::envelope::RequestOut {
+            id: &id,
+            method,
+            params,
+        })
+        .unwrap_or_default();
+        if self.out.send(text).await.is_err() {
+            lock(&self.to_client).remove(&id);
+            return Err(RpcError::internal("the client connection is gone"));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(RpcError::internal("the client connection is gone")),
+            Err(_) => {
+                lock(&self.to_client).remove(&id);
+                let cancel = exec_protocol::envelope::encode_notification(
+                    methods::CANCEL_REQUEST,
+                    serde_json::json!({"id": id}),
+                );
+                let _ = self.out.send(cancel).await;
+                Err(RpcError::internal("auth refresh request timed out"))
             }
         }
     }
@@ -255,8 +307,10 @@ impl Connection {
         for (_, cancel) in lock(&self.inflight).drain() {
             let _ = cancel.send(());
         }
-        // Dropping the cancel senders ends every body stream of this connection.
+        // Dropping the cancel senders ends every body stream of this connection, and
+        // requests to the client fail.
         lock(&self.streams).clear();
+        lock(&self.to_client).clear();
         let session = match &*lock(&self.phase) {
             Phase::New => None,
             Phase::Initialized(s) | Phase::Ready(s) => Some(s.clone()),

@@ -5,7 +5,9 @@
 //! 401 recovery with rejected-token attribution, deadline-bounded waits).
 
 pub mod authority;
+pub mod bindings;
 pub mod claims;
+pub mod external;
 pub mod lock;
 pub mod manager;
 pub mod secret;

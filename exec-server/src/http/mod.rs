@@ -83,6 +83,24 @@ impl std::fmt::Display for BrokerError {
     }
 }
 
+/// A credential the broker adds on hops to allowed origins (and nowhere else).
+#[derive(Debug, Clone)]
+pub struct Injection {
+    pub header: header::HeaderName,
+    pub value: HeaderValue,
+    pub account: Option<(header::HeaderName, HeaderValue)>,
+    pub allowed: Vec<url::Origin>,
+}
+
+/// A response and what produced it.
+pub struct Sent {
+    pub response: Response,
+    /// Bounds reading the body.
+    pub deadline: Option<Instant>,
+    /// The final hop carried an injected credential.
+    pub injected: bool,
+}
+
 /// A validated request.
 #[derive(Debug, Clone)]
 pub struct BrokerRequest {
@@ -92,6 +110,8 @@ pub struct BrokerRequest {
     pub body: Option<Bytes>,
     pub timeout: Option<Duration>,
     pub follow_redirects: bool,
+    /// A bound credential to inject.
+    pub auth: Option<Injection>,
 }
 
 /// The process-wide broker.
@@ -161,9 +181,8 @@ impl Broker {
             .map_err(|e| BrokerError::Setup(e.clone()))
     }
 
-    /// Sends `req`, following redirects when asked. Returns the final response and the
-    /// deadline that also bounds reading its body.
-    pub async fn send(&self, req: BrokerRequest) -> Result<(Response, Option<Instant>), BrokerError> {
+    /// Sends `req`, following redirects when asked.
+    pub async fn send(&self, req: BrokerRequest) -> Result<Sent, BrokerError> {
         let client = self.client()?;
         let deadline = req.timeout.or(self.config.default_timeout).map(|t| Instant::now() + t);
         let BrokerRequest {
@@ -172,6 +191,7 @@ impl Broker {
             mut headers,
             mut body,
             follow_redirects,
+            auth,
             ..
         } = req;
         let mut caller_cookies = headers.contains_key(header::COOKIE);
@@ -184,6 +204,17 @@ impl Broker {
             if caller_cookies && let Some(affinity) = self.jar.header_for(&url) {
                 hop_headers.append(header::COOKIE, affinity);
             }
+            // A bound credential goes only to its allowed origins, hop by hop.
+            let injected = match &auth {
+                Some(inj) if inj.allowed.contains(&url.origin()) => {
+                    hop_headers.insert(inj.header.clone(), inj.value.clone());
+                    if let Some((h, v)) = &inj.account {
+                        hop_headers.insert(h.clone(), v.clone());
+                    }
+                    true
+                }
+                _ => false,
+            };
             let mut builder = client.request(method.clone(), url.clone()).headers(hop_headers);
             if let Some(b) = &body {
                 builder = builder.body(b.clone());
@@ -197,7 +228,11 @@ impl Broker {
             }
             let response = builder.send().await.map_err(|e| classify(&e, &url))?;
             if !follow_redirects || !response.status().is_redirection() {
-                return Ok((response, deadline));
+                return Ok(Sent {
+                    response,
+                    deadline,
+                    injected,
+                });
             }
             let Some(next) = response
                 .headers()
@@ -206,7 +241,11 @@ impl Broker {
                 .and_then(|l| url.join(l).ok())
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
             else {
-                return Ok((response, deadline));
+                return Ok(Sent {
+                    response,
+                    deadline,
+                    injected,
+                });
             };
             if hop == MAX_REDIRECTS {
                 return Err(BrokerError::Transport {
@@ -256,7 +295,7 @@ impl Broker {
     }
 }
 
-fn unreachable_redirects(url: &Url) -> Result<(Response, Option<Instant>), BrokerError> {
+fn unreachable_redirects(url: &Url) -> Result<Sent, BrokerError> {
     Err(BrokerError::Transport {
         kind: "redirect",
         message: format!("too many redirects at {}", redact(url)),

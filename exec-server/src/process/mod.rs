@@ -352,6 +352,13 @@ fn launch_spec(
     Ok(launch)
 }
 
+/// Credential stores stay out of reach of confined processes.
+fn hide_credentials(launch: &mut LaunchSpec, cfg: &ServerConfig) {
+    if launch.confine {
+        launch.hidden = cfg.bindings.store_dirs();
+    }
+}
+
 /// Reads the launcher's report until the descriptor closes at `execve`.
 async fn read_report(fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) -> Result<sandbox::Report, RpcError> {
     let mut text = Vec::new();
@@ -399,6 +406,7 @@ pub async fn start(session: &Arc<Session>, params: StartParams, cfg: &ServerConf
     }
     let limits = params.limits.clone().unwrap_or_default();
     let mut launch = launch_spec(&params, &cwd, &env)?;
+    hide_credentials(&mut launch, cfg);
     session.processes.check_free(&params.process_id)?;
     let cgroups = if limits.memory_bytes.is_some() || limits.pids.is_some() {
         let name = format!(

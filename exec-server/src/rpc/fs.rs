@@ -47,7 +47,8 @@ async fn run_confined(conn: &Arc<Connection>, method: &str, params: Value, polic
         .and_then(|c| PathUri::parse(c).ok())
         .and_then(|c| c.path().ok().map(|p| p.to_path_buf()));
     let tmp = std::env::var_os("TMPDIR").map(std::path::PathBuf::from);
-    let spec = sandbox::LaunchSpec::for_policy(&policy, cwd.as_deref(), tmp.as_deref());
+    let mut spec = sandbox::LaunchSpec::for_policy(&policy, cwd.as_deref(), tmp.as_deref());
+    spec.hidden = conn.server.config.bindings.store_dirs();
     let handle_id = params.get("handleId").and_then(Value::as_str).map(str::to_string);
     if let Some(id) = &handle_id {
         session.files.check_free(id)?;

@@ -67,11 +67,6 @@ fn validate(p: &HttpRequestParams) -> Result<BrokerRequest, RpcError> {
             .map_err(|e| invalid(format!("http/request header value is invalid for {}: {e}", h.name)))?;
         headers.append(name, value);
     }
-    if p.credential.is_some() {
-        return Err(invalid(
-            "http/request credential bindings are not configured on this server".into(),
-        ));
-    }
     Ok(BrokerRequest {
         method,
         url,
@@ -79,7 +74,32 @@ fn validate(p: &HttpRequestParams) -> Result<BrokerRequest, RpcError> {
         body: p.body_base64.as_ref().map(|b| Bytes::from(b.0.clone())),
         timeout: p.timeout_ms.map(std::time::Duration::from_millis),
         follow_redirects: p.redirect_policy == RedirectPolicy::Follow,
+        auth: None,
     })
+}
+
+/// Client-supplied auth headers on a bound request: stripped or refused, per binding.
+fn client_auth_headers(
+    binding: &crate::credentials::bindings::Binding,
+    headers: &mut HeaderMap,
+) -> Result<(), RpcError> {
+    use crate::credentials::bindings::ClientHeaders;
+    let names = [
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::PROXY_AUTHORIZATION,
+        reqwest::header::COOKIE,
+    ];
+    if binding.client_headers == ClientHeaders::Reject && names.iter().any(|n| headers.contains_key(n)) {
+        return Err(invalid(format!(
+            "http/request with credential `{}` must not carry Authorization, Proxy-Authorization or Cookie headers",
+            binding.name
+        )));
+    }
+    for n in names {
+        headers.remove(n);
+    }
+    headers.remove(&binding.header);
+    Ok(())
 }
 
 fn response_headers(response: &Response) -> Vec<ResponseHeader> {
@@ -152,19 +172,39 @@ pub async fn request(conn: &Arc<Connection>, id: &RequestId, params: Value) -> R
         None
     };
     let broker = conn.server.broker.clone();
+    let binding = match &p.credential {
+        Some(name) => Some(conn.server.config.bindings.get(name).ok_or_else(|| {
+            invalid(format!(
+                "http/request credential `{name}` is not configured on this server"
+            ))
+        })?),
+        None => None,
+    };
+    let mut req = req;
+    if let Some(b) = &binding {
+        client_auth_headers(b, &mut req.headers)?;
+    }
+    let send = async {
+        match &binding {
+            Some(b) => super::http_auth::send_bound(conn, &broker, b, req).await,
+            None => broker.send(req).await.map(|s| (s, false)).map_err(|e| broker_error(&e)),
+        }
+    };
     let sent = match slot.as_mut() {
         // A streamed request is cancelled through its slot, even before its head arrives.
         Some(slot) => tokio::select! {
-            sent = broker.send(req) => sent,
+            sent = send => sent,
             _ = &mut slot.cancelled => return Err(RpcError::cancelled()),
         },
-        None => broker.send(req).await,
+        None => send.await,
     };
-    let (mut response, deadline) = sent.map_err(|e| broker_error(&e))?;
+    let (sent, retry_required) = sent?;
+    let (mut response, deadline) = (sent.response, sent.deadline);
     let head = HttpRequestResult {
         status: response.status().as_u16(),
         headers: response_headers(&response),
         body_base64: Base64Bytes::default(),
+        retry_required: retry_required.then_some(true),
     };
     let Some(slot) = slot else {
         let limit = broker.config().max_buffered_body;
@@ -213,6 +253,9 @@ fn encode_buffered(id: &RequestId, head: &HttpRequestResult, body: &[Bytes], siz
     s.push_str(&head.status.to_string());
     s.push_str(",\"headers\":");
     s.push_str(&headers);
+    if head.retry_required == Some(true) {
+        s.push_str(",\"retryRequired\":true");
+    }
     s.push_str(",\"bodyBase64\":\"");
     Base64Bytes::encode_pieces_into(body.iter().map(|b| &b[..]), &mut s);
     s.push_str("\"}}");

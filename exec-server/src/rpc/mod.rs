@@ -4,6 +4,7 @@
 pub mod environment;
 pub mod fs;
 pub mod http;
+pub mod http_auth;
 pub mod process;
 
 use std::sync::Arc;
