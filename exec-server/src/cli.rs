@@ -36,6 +36,11 @@ enum Command {
     Run(crate::cli_run::RunArgs),
     /// Measure exec latency, throughput and memory against a local baseline.
     Bench(crate::bench::BenchArgs),
+    /// Inspect or refresh a credential binding (the same store and lock as the server).
+    Credentials {
+        #[command(subcommand)]
+        action: crate::credentials::cli::Action,
+    },
     /// Print which sandbox layers this kernel supports.
     SandboxProbe {
         /// Print JSON instead of text.
@@ -180,6 +185,13 @@ pub fn main() -> ExitCode {
             Err(e) => fail(&e.to_string()),
         },
         Some(Command::SandboxExec(args)) => crate::sandbox_exec::main(args),
+        Some(Command::Credentials { action }) => {
+            init_logging();
+            match runtime() {
+                Ok(rt) => rt.block_on(crate::credentials::cli::run(action)),
+                Err(e) => fail(&e.to_string()),
+            }
+        }
         Some(Command::SandboxProbe { json }) => crate::sandbox_exec::probe(json),
         Some(Command::SandboxFs { spec }) => match serde_json::from_str(&spec) {
             Ok(spec) => ExitCode::from(crate::fs::confined::helper_main(&spec) as u8),

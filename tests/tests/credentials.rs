@@ -461,3 +461,58 @@ async fn scenario_35_tokens_for_another_account_are_refused() {
     assert_eq!(r["result"]["status"], 200);
     assert_eq!(asked.len(), before, "no new refresh was needed");
 }
+
+#[tokio::test]
+async fn scenario_22_two_processes_refresh_once() {
+    let s = setup(false, "", false).await;
+    // Expired on disk: both processes must refresh, and only one may reach the authority.
+    let expired = jwt("T-expired", -10);
+    let doc =
+        json!({"tokens": {"access_token": expired, "refresh_token": "rt-0", "account_id": ACCOUNT}, "generation": 3});
+    std::fs::write(s.store(), doc.to_string()).unwrap();
+    s.auth.state.delay_ms.store(300, Ordering::SeqCst);
+    let config = s.dir.join("creds.toml");
+    let ca = s.dir.join("ca.pem");
+    let spawn = || {
+        tokio::process::Command::new(BIN)
+            .args([
+                "credentials",
+                "refresh",
+                "--config",
+                config.to_str().unwrap(),
+                "--binding",
+                "svc",
+            ])
+            .env("EXEC_SERVER_CA_CERTIFICATE", &ca)
+            .env("RUST_LOG", "credentials::lock=info,warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("child")
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = tokio::join!(a.wait_with_output(), b.wait_with_output());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let text = |o: &std::process::Output| {
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let ((out_a, err_a), (out_b, err_b)) = (text(&a), text(&b));
+    assert!(a.status.success() && b.status.success(), "{err_a}\n{err_b}");
+    assert_eq!(s.auth.refreshes(), 1, "exactly one authority call");
+    let token = |out: &str| {
+        out.split_whitespace()
+            .find(|w| w.starts_with("token="))
+            .map(str::to_string)
+    };
+    assert_eq!(token(&out_a), token(&out_b), "both end with the same token");
+    let stored = std::fs::read_to_string(s.store()).unwrap();
+    assert!(stored.contains("rt-1"), "{stored}");
+    assert!(
+        err_a.contains("waiting for the credential lock") || err_b.contains("waiting for the credential lock"),
+        "{err_a}\n{err_b}"
+    );
+}

@@ -82,7 +82,7 @@ async fn health_routes_and_the_browser_guard() {
 }
 
 #[tokio::test]
-async fn capability_token_auth() {
+async fn scenario_36_capability_token_auth() {
     let dir = TempDir::new("auth");
     let token_file = dir.join("token");
     std::fs::write(&token_file, "  s3cret-token\n").unwrap();
@@ -131,7 +131,7 @@ fn jwt(secret: &[u8], claims: &Value) -> String {
 }
 
 #[tokio::test]
-async fn signed_bearer_token_auth() {
+async fn scenario_37_signed_bearer_token_auth() {
     let dir = TempDir::new("jwt");
     let secret = b"0123456789abcdef0123456789abcdef";
     std::fs::write(dir.join("secret"), secret).unwrap();
@@ -154,15 +154,18 @@ async fn signed_bearer_token_auth() {
         &json!({"exp": now + 60, "iss": "issuer-a", "aud": ["x", "exec"]}),
     );
     Client::connect(&server.url, Some(&good)).await.handshake().await;
+    // Expired 20 s ago is within the 30 s skew; 40 s ago is not.
+    let within_skew = jwt(secret, &json!({"exp": now - 20, "iss": "issuer-a", "aud": "exec"}));
+    Client::connect(&server.url, Some(&within_skew)).await.handshake().await;
     let cases = [
         (
-            jwt(secret, &json!({"exp": now - 120, "iss": "issuer-a", "aud": "exec"})),
+            jwt(secret, &json!({"exp": now - 40, "iss": "issuer-a", "aud": "exec"})),
             "expired websocket jwt",
         ),
         (
             jwt(
                 secret,
-                &json!({"exp": now + 60, "nbf": now + 600, "iss": "issuer-a", "aud": "exec"}),
+                &json!({"exp": now + 120, "nbf": now + 60, "iss": "issuer-a", "aud": "exec"}),
             ),
             "websocket jwt is not valid yet",
         ),

@@ -7,6 +7,7 @@
 pub mod authority;
 pub mod bindings;
 pub mod claims;
+pub mod cli;
 pub mod external;
 pub mod lock;
 pub mod manager;

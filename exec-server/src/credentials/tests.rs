@@ -670,3 +670,40 @@ async fn scenario_32_an_unpersisted_refresh_fails_closed() {
     assert_eq!(m.recover(&current, soon()).await, Err(CredentialError::Unpersisted));
     assert_eq!(h.fake.calls(), 1, "no second authority call");
 }
+
+#[tokio::test]
+async fn scenario_23_a_killed_holder_releases_the_lock_at_once() {
+    let h = harness().await;
+    let path = h.store().lock_path();
+    // One process holding the lock (flock(1) would leave its child holding it).
+    let script = format!(
+        "import fcntl, time\nf = open({:?}, 'a')\nfcntl.flock(f, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(30)",
+        path.display().to_string()
+    );
+    let mut holder = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let waiter = tokio::spawn({
+        let path = path.clone();
+        async move {
+            let guard = super::lock::acquire(&path, Duration::from_secs(10)).await;
+            (guard.is_ok(), Instant::now())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let killed = Instant::now();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let (ok, acquired) = waiter.await.unwrap();
+    assert!(ok);
+    assert!(
+        acquired.duration_since(killed) <= super::lock::POLL + Duration::from_millis(60),
+        "{:?}",
+        acquired.duration_since(killed)
+    );
+}
