@@ -516,3 +516,55 @@ async fn scenario_22_two_processes_refresh_once() {
         "{err_a}\n{err_b}"
     );
 }
+
+#[tokio::test]
+async fn stress_eight_processes_fifty_tasks_one_refresh_no_reuse() {
+    let s = setup(false, "", false).await;
+    let expired = jwt("T-expired", -10);
+    let doc =
+        json!({"tokens": {"access_token": expired, "refresh_token": "rt-0", "account_id": ACCOUNT}, "generation": 3});
+    std::fs::write(s.store(), doc.to_string()).unwrap();
+    s.auth.state.delay_ms.store(200, Ordering::SeqCst);
+    let config = s.dir.join("creds.toml");
+    let ca = s.dir.join("ca.pem");
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::process::Command::new(BIN)
+                .args([
+                    "credentials",
+                    "refresh",
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--binding",
+                    "svc",
+                    "--tasks",
+                    "50",
+                ])
+                .env("EXEC_SERVER_CA_CERTIFICATE", &ca)
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("child")
+        })
+        .collect();
+    let mut tokens = std::collections::HashSet::new();
+    for child in children {
+        let out = child.wait_with_output().await.unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("already used"), "refresh_token_reused: {stderr}");
+        tokens.extend(
+            stdout
+                .split_whitespace()
+                .filter(|w| w.starts_with("token="))
+                .map(str::to_string),
+        );
+    }
+    assert_eq!(s.auth.refreshes(), 1, "one refresh for one expiry");
+    assert_eq!(tokens.len(), 1, "every process ends with the same token");
+}

@@ -25,13 +25,16 @@ pub enum Action {
         config: PathBuf,
         #[arg(long)]
         binding: String,
+        /// Concurrent refresh demands from this process (they join one transaction).
+        #[arg(long, default_value_t = 1)]
+        tasks: usize,
     },
 }
 
 pub async fn run(action: Action) -> ExitCode {
-    let (config, name, refresh) = match action {
-        Action::Status { config, binding } => (config, binding, false),
-        Action::Refresh { config, binding } => (config, binding, true),
+    let (config, name, tasks) = match action {
+        Action::Status { config, binding } => (config, binding, 0),
+        Action::Refresh { config, binding, tasks } => (config, binding, tasks.max(1)),
     };
     let bindings = match Bindings::load(&config) {
         Ok(b) => b,
@@ -48,13 +51,23 @@ pub async fn run(action: Action) -> ExitCode {
         eprintln!("exec-server credentials: binding `{name}` is external: its tokens live in the client");
         return ExitCode::from(2);
     };
-    if refresh
-        && let Err(e) = manager
-            .refresh(tokio::time::Instant::now() + Duration::from_secs(120))
-            .await
-    {
-        eprintln!("exec-server credentials: {e}");
-        return ExitCode::from(1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let demands: Vec<_> = (0..tasks)
+        .map(|_| {
+            let m = manager.clone();
+            tokio::spawn(async move { m.refresh(deadline).await })
+        })
+        .collect();
+    for demand in demands {
+        let failed = match demand.await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failed {
+            eprintln!("exec-server credentials: {e}");
+            return ExitCode::from(1);
+        }
     }
     match manager.current() {
         Ok(cred) => {
