@@ -6,6 +6,7 @@
 
 pub mod authority;
 pub mod bindings;
+pub mod budget;
 pub mod claims;
 pub mod cli;
 pub mod external;

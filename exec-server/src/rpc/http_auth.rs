@@ -1,7 +1,7 @@
 //! Bound `http/request`s: the binding's current credential is injected (only on hops to
 //! its allowed origins), and a 401 for the credential that was sent gets one recovery
 //! (a joined refresh, or the external client's new tokens) and one replay, then at most
-//! one adopt-only check. A recovery that outlives the request's deadline is not replayed:
+//! one adopt-only check (see `credentials::budget`). A recovery that outlives the request's deadline is not replayed:
 //! the 401 goes back with `retryRequired`.
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::http::broker_error;
 use crate::connection::Connection;
 use crate::credentials::bindings::{Binding, Source};
+use crate::credentials::budget::{Failure, RecoveryBudget, Step};
 use crate::credentials::{CredentialError, RequestCredential};
 use crate::http::{Broker, BrokerRequest, Sent};
 
@@ -68,7 +69,7 @@ pub async fn send_bound(
             .or(broker.config().default_timeout)
             .unwrap_or(DEFAULT_RECOVERY_DEADLINE);
     let mut cred = current(conn, binding).await?;
-    let (mut refreshed, mut adopted) = (false, false);
+    let mut budget = RecoveryBudget::default();
     loop {
         let mut attempt = req.clone();
         attempt.auth = binding.injection(&cred);
@@ -77,23 +78,24 @@ pub async fn send_bound(
             return Ok((sent, false));
         }
         tracing::info!(binding = %binding.name, token = %cred.fingerprint, "bound request got 401");
-        if !refreshed {
-            refreshed = true;
-            match recover(conn, binding, &cred, deadline).await {
+        match budget.next(Failure::Unauthorized) {
+            Step::RecoverCredential => match recover(conn, binding, &cred, deadline).await {
                 Ok(next) => {
                     cred = next;
                     continue;
                 }
                 Err(CredentialError::DeadlineExceeded) => return Ok((sent, true)),
                 Err(e) => return Err(credential_error(binding, e)),
+            },
+            Step::AdoptOnly => {
+                if let Source::Managed(m) = &binding.source
+                    && m.adopt_only(&cred).await.is_ok()
+                {
+                    cred = m.current().map_err(|e| credential_error(binding, e))?;
+                    continue;
+                }
             }
-        }
-        if !adopted && let Source::Managed(m) = &binding.source {
-            adopted = true;
-            if m.adopt_only(&cred).await.is_ok() {
-                cred = m.current().map_err(|e| credential_error(binding, e))?;
-                continue;
-            }
+            Step::RebuildSession | Step::GiveUp => {}
         }
         return Ok((sent, false));
     }
