@@ -462,35 +462,43 @@ async fn scenario_35_tokens_for_another_account_are_refused() {
     assert_eq!(asked.len(), before, "no new refresh was needed");
 }
 
-#[tokio::test]
-async fn scenario_22_two_processes_refresh_once() {
-    let s = setup(false, "", false).await;
-    // Expired on disk: both processes must refresh, and only one may reach the authority.
+/// `exec-server credentials refresh` for binding `svc` of `s`, as a child process.
+fn refresh_child(s: &Setup, tasks: usize, log: &str) -> tokio::process::Child {
+    tokio::process::Command::new(BIN)
+        .args([
+            "credentials",
+            "refresh",
+            "--binding",
+            "svc",
+            "--tasks",
+            &tasks.to_string(),
+            "--config",
+        ])
+        .arg(s.dir.join("creds.toml"))
+        .env("EXEC_SERVER_CA_CERTIFICATE", s.dir.join("ca.pem"))
+        .env("RUST_LOG", log)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("child")
+}
+
+/// Stores an expired access token with refresh token rt-0.
+fn store_expired(s: &Setup) {
     let expired = jwt("T-expired", -10);
     let doc =
         json!({"tokens": {"access_token": expired, "refresh_token": "rt-0", "account_id": ACCOUNT}, "generation": 3});
     std::fs::write(s.store(), doc.to_string()).unwrap();
+}
+
+#[tokio::test]
+async fn scenario_22_two_processes_refresh_once() {
+    let s = setup(false, "", false).await;
+    // Expired on disk: both processes must refresh, and only one may reach the authority.
+    store_expired(&s);
     s.auth.state.delay_ms.store(300, Ordering::SeqCst);
-    let config = s.dir.join("creds.toml");
-    let ca = s.dir.join("ca.pem");
-    let spawn = || {
-        tokio::process::Command::new(BIN)
-            .args([
-                "credentials",
-                "refresh",
-                "--config",
-                config.to_str().unwrap(),
-                "--binding",
-                "svc",
-            ])
-            .env("EXEC_SERVER_CA_CERTIFICATE", &ca)
-            .env("RUST_LOG", "credentials::lock=info,warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("child")
-    };
+    let spawn = || refresh_child(&s, 1, "credentials::lock=info,warn");
     let (a, b) = (spawn(), spawn());
     let (a, b) = tokio::join!(a.wait_with_output(), b.wait_with_output());
     let (a, b) = (a.unwrap(), b.unwrap());
@@ -520,35 +528,9 @@ async fn scenario_22_two_processes_refresh_once() {
 #[tokio::test]
 async fn stress_eight_processes_fifty_tasks_one_refresh_no_reuse() {
     let s = setup(false, "", false).await;
-    let expired = jwt("T-expired", -10);
-    let doc =
-        json!({"tokens": {"access_token": expired, "refresh_token": "rt-0", "account_id": ACCOUNT}, "generation": 3});
-    std::fs::write(s.store(), doc.to_string()).unwrap();
+    store_expired(&s);
     s.auth.state.delay_ms.store(200, Ordering::SeqCst);
-    let config = s.dir.join("creds.toml");
-    let ca = s.dir.join("ca.pem");
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            tokio::process::Command::new(BIN)
-                .args([
-                    "credentials",
-                    "refresh",
-                    "--config",
-                    config.to_str().unwrap(),
-                    "--binding",
-                    "svc",
-                    "--tasks",
-                    "50",
-                ])
-                .env("EXEC_SERVER_CA_CERTIFICATE", &ca)
-                .env("RUST_LOG", "warn")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("child")
-        })
-        .collect();
+    let children: Vec<_> = (0..8).map(|_| refresh_child(&s, 50, "warn")).collect();
     let mut tokens = std::collections::HashSet::new();
     for child in children {
         let out = child.wait_with_output().await.unwrap();

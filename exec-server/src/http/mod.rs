@@ -175,7 +175,7 @@ impl Broker {
                     .tcp_nodelay(true)
                     .pool_idle_timeout(Duration::from_secs(90))
                     .build()
-                    .map_err(|e| error_chain(&e))
+                    .map_err(|e| describe(&e))
             })
             .as_ref()
             .map_err(|e| BrokerError::Setup(e.clone()))
@@ -307,20 +307,6 @@ pub fn timeout(url: &Url) -> BrokerError {
         kind: "timeout",
         message: format!("deadline exceeded for {}", redact(url)),
     }
-}
-
-/// The causes of an error, outermost first, without the URL.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 /// Names the cause of a reqwest failure.
