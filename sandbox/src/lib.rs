@@ -7,6 +7,7 @@
 mod apply;
 pub mod cgroup;
 mod denial;
+pub mod launcher;
 mod policy;
 mod probe;
 mod spec;

@@ -38,9 +38,20 @@ pub struct SpawnSpec<'a> {
 /// The descriptor number the launcher's report pipe gets in the child.
 const REPORT_FD: i32 = 3;
 
-fn current_exe() -> io::Result<PathBuf> {
-    static EXE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    EXE.get_or_init(|| std::env::current_exe().map_err(|e| e.to_string()))
+/// The launcher to run: `<this binary>-launcher` beside this binary when installed (small,
+/// fast to start), else this binary's `sandbox-exec` mode. Resolved once.
+fn launcher() -> io::Result<(PathBuf, bool)> {
+    static LAUNCHER: std::sync::OnceLock<Result<(PathBuf, bool), String>> = std::sync::OnceLock::new();
+    LAUNCHER
+        .get_or_init(|| {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let name = exe
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let small = exe.with_file_name(format!("{name}-launcher"));
+            Ok(if small.is_file() { (small, true) } else { (exe, false) })
+        })
         .clone()
         .map_err(io::Error::other)
 }
@@ -105,18 +116,15 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
         Some(launch) => {
             let json = serde_json::to_string(launch).map_err(io::Error::other)?;
             let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC)?;
-            let mut cmd = Command::new(current_exe()?);
-            cmd.args([
-                "sandbox-exec",
-                "--spec",
-                &json,
-                "--report-fd",
-                &REPORT_FD.to_string(),
-                "--",
-            ])
-            .arg(&program)
-            .arg(arg0)
-            .args(&spec.argv[1..]);
+            let (exe, small) = launcher()?;
+            let mut cmd = Command::new(exe);
+            if !small {
+                cmd.arg("sandbox-exec");
+            }
+            cmd.args(["--spec", &json, "--report-fd", &REPORT_FD.to_string(), "--"])
+                .arg(&program)
+                .arg(arg0)
+                .args(&spec.argv[1..]);
             let raw = report_w.as_raw_fd();
             // SAFETY: dup2 is async-signal-safe; the new descriptor is not close-on-exec.
             unsafe {
