@@ -81,7 +81,12 @@ struct State {
     unpersisted_from: Option<u64>,
     /// Bumped on every install, to tell whether memory changed during a transaction.
     epoch: u64,
+    /// When a background refresh last failed (no new one for `BACKGROUND_BACKOFF`).
+    background_failed: Option<std::time::Instant>,
 }
+
+/// After a failed background refresh, how long near-expiry requests wait before the next.
+const BACKGROUND_BACKOFF: Duration = Duration::from_secs(30);
 
 pub struct CredentialManager {
     store: FileStore,
@@ -123,6 +128,7 @@ impl CredentialManager {
                 poison: None,
                 unpersisted_from: None,
                 epoch: 0,
+                background_failed: None,
             }),
             inflight: Mutex::new(None),
             #[cfg(test)]
@@ -140,19 +146,38 @@ impl CredentialManager {
         })
     }
 
-    /// The current credential. Near expiry it starts a background refresh (never for a
-    /// poisoned token) and still answers with the current one.
+    /// The current credential. With nothing in memory it rereads the store (a login made
+    /// after start). Near expiry it starts a background refresh (never for a poisoned
+    /// token, and not again within `BACKGROUND_BACKOFF` of a failed one) and still answers
+    /// with the current token.
     pub fn current(self: &Arc<Self>) -> Result<RequestCredential, CredentialError> {
+        if guard(&self.state).auth.is_none() {
+            self.reload()?;
+        }
         let (cred, stale) = {
             let st = guard(&self.state);
             let auth = st.auth.as_ref().ok_or(CredentialError::NotSignedIn)?;
             let cred = Self::credential_of(auth).ok_or(CredentialError::NotSignedIn)?;
-            let stale = expired(cred.access_token.expose(), self.config.proactive_skew) && st.poison.is_none();
+            let backing_off = st.background_failed.is_some_and(|t| t.elapsed() < BACKGROUND_BACKOFF);
+            let stale =
+                expired(cred.access_token.expose(), self.config.proactive_skew) && st.poison.is_none() && !backing_off;
             (cred, stale)
         };
         if stale {
             info!(token = %cred.fingerprint, "access token near expiry; refreshing in the background");
-            drop(self.transaction(None));
+            let mut rx = self.transaction(None);
+            let me = self.clone();
+            tokio::spawn(async move {
+                let failed = loop {
+                    if let Some(outcome) = rx.borrow_and_update().clone() {
+                        break outcome.is_err();
+                    }
+                    if rx.changed().await.is_err() {
+                        break true;
+                    }
+                };
+                guard(&me.state).background_failed = failed.then(std::time::Instant::now);
+            });
         }
         Ok(cred)
     }

@@ -707,3 +707,27 @@ async fn scenario_23_a_killed_holder_releases_the_lock_at_once() {
         acquired.duration_since(killed)
     );
 }
+
+#[tokio::test]
+async fn a_login_made_after_start_is_picked_up() {
+    let h = harness().await;
+    let m = h.manager_with(ManagerConfig::default());
+    assert_eq!(m.current().unwrap_err(), CredentialError::NotSignedIn);
+    h.write(&login(Some(ACCOUNT), &jwt(ACCOUNT, 3600, "later"), "rt-0"));
+    assert!(m.current().is_ok(), "no restart needed");
+}
+
+#[tokio::test]
+async fn failed_background_refreshes_back_off() {
+    let h = harness().await;
+    h.write(&login(Some(ACCOUNT), &jwt(ACCOUNT, 60, "near-expiry"), "rt-0"));
+    let m = h.manager_with(ManagerConfig::default());
+    for _ in 0..5 {
+        h.fake.script.lock().unwrap().push_back((500, "{}".into()));
+    }
+    for _ in 0..5 {
+        m.current().unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(h.fake.calls(), 1, "no refresh storm while the authority fails");
+}
