@@ -49,6 +49,9 @@ async fn run_confined(conn: &Arc<Connection>, method: &str, params: Value, polic
     let tmp = std::env::var_os("TMPDIR").map(std::path::PathBuf::from);
     let mut spec = sandbox::LaunchSpec::for_policy(&policy, cwd.as_deref(), tmp.as_deref());
     spec.hidden = conn.server.config.bindings.store_dirs();
+    // The helper runs only this server's file code: Landlock and seccomp confine it; a
+    // network namespace would only cost time.
+    spec.network = true;
     let handle_id = params.get("handleId").and_then(Value::as_str).map(str::to_string);
     if let Some(id) = &handle_id {
         session.files.check_free(id)?;
