@@ -494,3 +494,36 @@ async fn timeout_and_output_limits_end_the_process_with_a_reason() {
     assert_eq!(kept, 100000, "output before the limit stays readable");
     assert_eq!(r["reason"], "outputLimit");
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_does_not_grow_server_memory() {
+    let server = Server::start(&[]);
+    let mut c = server.ready_client().await;
+    let before = rss_kib(server.pid());
+    c.start("flood", &["head", "-c", "1073741824", "/dev/zero"], json!({}))
+        .await;
+    // Read nothing for a while: the child must be slowed down, not buffered.
+    let mut peak = 0;
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        peak = peak.max(rss_kib(server.pid()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 48,
+        "server memory grew by {grown_mib} MiB for a client that reads nothing"
+    );
+    c.ok("process/terminate", json!({"processId": "flood"})).await;
+}

@@ -1,12 +1,23 @@
-//! The bounded queue of frames a connection sends. Producers (responses, process output
-//! pumps) await capacity, so a slow client slows its producers instead of growing memory.
+//! The bounded queue of frames a connection sends, bounded in messages and in bytes.
+//! Producers (responses, process output pumps, body streams) wait for room, so a slow
+//! client slows its producers (and through them the children writing output) instead of
+//! growing the server's memory.
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// Bytes of text a connection may have queued at once.
+pub const MAX_QUEUED_BYTES: usize = 8 << 20;
+
+/// The queue room a frame holds; released when the frame is dropped (after writing).
+#[derive(Debug)]
+pub struct QueuedBytes(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
 /// A frame for the connection's writer.
 #[derive(Debug)]
 pub enum Frame {
-    Text(String),
+    Text(String, QueuedBytes),
     /// Close the connection with this WebSocket close code and reason.
     Close(u16, String),
 }
@@ -15,6 +26,7 @@ pub enum Frame {
 #[derive(Debug, Clone)]
 pub struct Outbound {
     tx: mpsc::Sender<Frame>,
+    bytes: Arc<Semaphore>,
 }
 
 /// The connection's writer is gone; the frame was dropped.
@@ -24,11 +36,29 @@ pub struct Disconnected;
 impl Outbound {
     pub fn channel(capacity: usize) -> (Outbound, mpsc::Receiver<Frame>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Outbound { tx }, rx)
+        (
+            Outbound {
+                tx,
+                bytes: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)),
+            },
+            rx,
+        )
     }
 
+    /// Queues `text`, waiting for room (a message larger than the whole budget waits for
+    /// an empty queue).
     pub async fn send(&self, text: String) -> Result<(), Disconnected> {
-        self.tx.send(Frame::Text(text)).await.map_err(|_| Disconnected)
+        let room = text.len().clamp(1, MAX_QUEUED_BYTES) as u32;
+        let permit = self
+            .bytes
+            .clone()
+            .acquire_many_owned(room)
+            .await
+            .map_err(|_| Disconnected)?;
+        self.tx
+            .send(Frame::Text(text, QueuedBytes(Some(permit))))
+            .await
+            .map_err(|_| Disconnected)
     }
 
     pub async fn close(&self, code: u16, reason: &str) {

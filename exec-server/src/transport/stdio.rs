@@ -21,7 +21,7 @@ pub async fn serve(state: Arc<ServerState>) {
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         while let Some(frame) = rx.recv().await {
-            let Frame::Text(text) = frame else { break };
+            let Frame::Text(text, _room) = frame else { break };
             if stdout.write_all(text.as_bytes()).await.is_err() || stdout.write_all(b"\n").await.is_err() {
                 break;
             }

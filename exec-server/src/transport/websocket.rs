@@ -117,7 +117,7 @@ where
                 let mut written = 0;
                 loop {
                     match frame {
-                        Frame::Text(text) => {
+                        Frame::Text(text, _room) => {
                             if feed_text(&mut sink, text).await.is_err() {
                                 return;
                             }
