@@ -343,6 +343,43 @@ async fn pty_programs_work_under_workspace_write() {
     assert_eq!(events[events.len() - 2]["params"]["exitCode"], 0);
 }
 
+/// The launcher's report pipe is made inheritable only while its own launcher starts:
+/// ordinary children started at the same moment on another connection never get it.
+#[tokio::test]
+async fn launcher_report_pipes_do_not_leak_into_concurrent_children() {
+    if !layers_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let mut boxed = server.ready_client().await;
+    let mut plain = server.ready_client().await;
+    let d = dirs();
+    let rounds = 40;
+    // The shell's own descriptors (bash keeps a few), taken while nothing else starts.
+    let listing = "ls /proc/$$/fd";
+    let (_, alone, _) = run(&mut plain, "alone", listing, json!({})).await;
+    let alone = alone.split_whitespace().collect::<Vec<_>>().join(" ");
+    let sandboxed = async {
+        for i in 0..rounds {
+            let (code, _, _) = run(&mut boxed, &format!("sb{i}"), "true", json!({"sandbox": ws_policy(&d)})).await;
+            assert_eq!(code, 0);
+        }
+    };
+    let ordinary = async {
+        let mut seen = Vec::new();
+        for i in 0..rounds {
+            let (code, out, _) = run(&mut plain, &format!("p{i}"), listing, json!({})).await;
+            assert_eq!(code, 0, "{out}");
+            seen.push(out.split_whitespace().map(str::to_string).collect::<Vec<_>>().join(" "));
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(sandboxed, ordinary);
+    for fds in &seen {
+        assert_eq!(fds, &alone, "an ordinary child inherited extra descriptors: {seen:?}");
+    }
+}
+
 #[tokio::test]
 async fn read_only_policy_and_bad_policies() {
     if !layers_available() {

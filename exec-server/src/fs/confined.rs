@@ -188,14 +188,15 @@ pub fn run(spec: &sandbox::LaunchSpec, method: &str, params: Value, max_file_byt
         socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(|e| io(&e))?;
     let exe = std::env::current_exe().map_err(|e| io(&e))?;
     let spec_json = serde_json::to_string(spec).map_err(|e| io(&e))?;
-    let mut child = std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    command
         .args(["sandbox-fs", "--spec", &spec_json])
         .stdin(Stdio::piped())
         .stdout(Stdio::from(theirs))
         .stderr(Stdio::null())
-        .env_clear()
-        .spawn()
-        .map_err(|e| io(&e))?;
+        .env_clear();
+    let mut child = crate::process::inherit::spawn_plain(|| command.spawn()).map_err(|e| io(&e))?;
+    drop(command); // closes our copy of the helper's end
     let request = serde_json::to_vec(&Request {
         method: method.to_string(),
         params,

@@ -3,6 +3,7 @@
 
 pub mod env;
 pub mod fdio;
+pub mod inherit;
 pub mod pump;
 pub mod ring;
 pub mod spawn;

@@ -21,7 +21,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
-use super::fdio;
+use super::{fdio, inherit};
 
 /// What to start.
 pub struct SpawnSpec<'a> {
@@ -34,9 +34,6 @@ pub struct SpawnSpec<'a> {
     /// Run through the sandbox launcher with this spec.
     pub launch: Option<&'a sandbox::LaunchSpec>,
 }
-
-/// The descriptor number the launcher's report pipe gets in the child.
-const REPORT_FD: i32 = 3;
 
 /// The launcher to run: `<this binary>-launcher` beside this binary when installed (small,
 /// fast to start), else this binary's `sandbox-exec` mode. Resolved once.
@@ -121,20 +118,10 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
             if !small {
                 cmd.arg("sandbox-exec");
             }
-            cmd.args(["--spec", &json, "--report-fd", &REPORT_FD.to_string(), "--"])
+            cmd.args(["--spec", &json, "--report-fd", &report_w.as_raw_fd().to_string(), "--"])
                 .arg(&program)
                 .arg(arg0)
                 .args(&spec.argv[1..]);
-            let raw = report_w.as_raw_fd();
-            // SAFETY: dup2 is async-signal-safe; the new descriptor is not close-on-exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::dup2(raw, REPORT_FD) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
             report = Some((report_r, report_w));
             cmd
         }
@@ -142,14 +129,21 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
     cmd.env_clear().envs(spec.env).current_dir(spec.cwd).kill_on_drop(false);
     // The launcher starts its own session; a direct PTY child gets one in pre_exec.
     let own_session = spec.launch.is_none();
-    let mut spawned = match spec.tty {
+    let start = |cmd| match spec.tty {
         Some(size) => spawn_pty(cmd, size, own_session),
         None => spawn_pipes(cmd, spec.pipe_stdin, own_session),
-    }?;
-    if let Some((report_r, report_w)) = report {
-        drop(report_w);
-        spawned.report = Some(fdio::register(report_r, Interest::READABLE)?);
-    }
+    };
+    // The report pipe is passed by number (no pre_exec `dup2`), so std can still use
+    // posix_spawn for the launcher instead of a full fork of the server.
+    let spawned = match report {
+        None => inherit::spawn_plain(|| start(cmd))?,
+        Some((report_r, report_w)) => {
+            let mut spawned = inherit::spawn_passing(&report_w, || start(cmd))??;
+            drop(report_w);
+            spawned.report = Some(fdio::register(report_r, Interest::READABLE)?);
+            spawned
+        }
+    };
     Ok(spawned)
 }
 
