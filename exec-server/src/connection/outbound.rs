@@ -12,7 +12,9 @@ pub const MAX_QUEUED_BYTES: usize = 8 << 20;
 
 /// The queue room a frame holds; released when the frame is dropped (after writing).
 #[derive(Debug)]
-pub struct QueuedBytes(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+pub struct QueuedBytes {
+    _permit: OwnedSemaphorePermit,
+}
 
 /// A frame for the connection's writer.
 #[derive(Debug)]
@@ -56,7 +58,7 @@ impl Outbound {
             .await
             .map_err(|_| Disconnected)?;
         self.tx
-            .send(Frame::Text(text, QueuedBytes(Some(permit))))
+            .send(Frame::Text(text, QueuedBytes { _permit: permit }))
             .await
             .map_err(|_| Disconnected)
     }
