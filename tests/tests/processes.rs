@@ -527,3 +527,29 @@ async fn a_client_that_stops_reading_does_not_grow_server_memory() {
     );
     c.ok("process/terminate", json!({"processId": "flood"})).await;
 }
+
+/// A client may pipeline start → write → closeStdin without waiting for the start's
+/// answer: requests naming a process whose start is still running wait for it.
+#[tokio::test]
+async fn requests_pipelined_behind_a_start_wait_for_it() {
+    let server = Server::start(&[]);
+    let mut c = server.ready_client().await;
+    for round in 0..20 {
+        let id = format!("piped{round}");
+        let start = c
+            .send_request("process/start", start_params(&id, &["cat"], json!({"pipeStdin": true})))
+            .await;
+        let write = c
+            .send_request(
+                "process/write",
+                json!({"processId": id, "chunk": b64(b"hello"), "writeId": "w"}),
+            )
+            .await;
+        let close = c.send_request("process/closeStdin", json!({"processId": id})).await;
+        assert_eq!(c.response(start).await.expect("start")["processId"], id.as_str());
+        assert_eq!(c.response(write).await.expect("write")["status"], "accepted");
+        assert_eq!(c.response(close).await.expect("closeStdin")["closed"], true);
+        let events = c.events_until_closed(&id).await;
+        assert_eq!(output_of(&events), b"hello", "round {round}");
+    }
+}

@@ -3,6 +3,7 @@
 //! `$/cancelRequest`, and detaching the session when the connection ends.
 
 pub mod outbound;
+mod starting;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,8 @@ pub struct Connection {
     to_client: Mutex<HashMap<RequestId, oneshot::Sender<Result<serde_json::Value, RpcError>>>>,
     next_to_client: std::sync::atomic::AtomicI64,
     limiter: Arc<Semaphore>,
+    /// `process/start` requests still running, which later requests for their process wait for.
+    starting: starting::Starting,
 }
 
 struct ActiveStream {
@@ -78,6 +81,7 @@ impl Connection {
             to_client: Mutex::new(HashMap::new()),
             next_to_client: std::sync::atomic::AtomicI64::new(1),
             limiter: Arc::new(Semaphore::new(permits)),
+            starting: Default::default(),
             server,
         })
     }
@@ -242,6 +246,17 @@ impl Connection {
         let concurrent =
             self.server.config.concurrent_requests > 1 && self.is_ready() && !rpc::never_waits(&req.method);
         let span = info_span!("request", conn = self.id, id = %req.id, method = %req.method);
+        let process_id = || req.params.get("processId").and_then(serde_json::Value::as_str);
+        let mut start_guard = None;
+        if req.method == methods::PROCESS_START {
+            if concurrent && let Some(id) = process_id() {
+                start_guard = Some(self.starting.begin(id));
+            }
+        } else if req.method.starts_with("process/")
+            && let Some(id) = process_id()
+        {
+            self.starting.settled(id).await;
+        }
         if !concurrent {
             let reply = rpc::dispatch(self, &req.id, &req.method, req.params)
                 .instrument(span)
@@ -287,6 +302,7 @@ impl Connection {
                     Ok(()) = cancel_rx => Err(RpcError::cancelled()),
                 };
                 conn.respond(&id, reply).await;
+                drop(start_guard); // after the start's answer is queued
                 drop(permit);
             }
             .instrument(span),
