@@ -210,6 +210,7 @@ fn fail(message: &str) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    crate::process::inherit::keep_inherited_descriptors_from_children();
     init_logging();
     let config = match args.config() {
         Ok(c) => c,

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use common::*;
@@ -552,4 +553,36 @@ async fn requests_pipelined_behind_a_start_wait_for_it() {
         let events = c.events_until_closed(&id).await;
         assert_eq!(output_of(&events), b"hello", "round {round}");
     }
+}
+
+/// Descriptors the server inherited from its own parent never reach its children.
+#[tokio::test]
+async fn children_inherit_only_their_stdio() {
+    // A descriptor this test process leaks on purpose (no close-on-exec) to the server.
+    let (leak_r, leak_w) = nix::unistd::pipe().expect("pipe");
+    let server = Server::start(&[]);
+    let server_fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .expect("server fds")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let leaked = leak_w.as_raw_fd().to_string();
+    assert!(
+        server_fds.contains(&leaked),
+        "the server did not inherit fd {leaked}: {server_fds:?}"
+    );
+    let mut c = server.ready_client().await;
+    for tty in [false, true] {
+        let id = format!("fds-{tty}");
+        // `ls` lists the descriptors of `sh`, which opens none of its own.
+        c.ok(
+            "process/start",
+            start_params(&id, &["sh", "-c", "ls /proc/$$/fd"], json!({"tty": tty})),
+        )
+        .await;
+        let events = c.events_until_closed(&id).await;
+        let text = String::from_utf8_lossy(&output_of(&events)).into_owned();
+        let fds: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(fds, ["0", "1", "2"], "tty={tty}: {text}");
+    }
+    drop((leak_r, leak_w));
 }
