@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::upstream::read_body;
 use common::*;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -141,12 +142,7 @@ fn sandboxed_turn(outside: &Path, step: usize) -> Vec<Value> {
 type Log = Arc<Mutex<Vec<Value>>>;
 
 async fn model(req: Request<Incoming>, log: Log, scenario: Scenario) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = read_body(req.into_body()).await;
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let outputs = tool_outputs(&body);
     log.lock().unwrap().push(body);

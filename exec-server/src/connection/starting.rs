@@ -33,19 +33,10 @@ impl Starting {
 
     /// Waits until no start of `process_id` is running.
     pub async fn settled(&self, process_id: &str) {
-        let waiting = {
-            let mut running = lock(&self.running);
-            match running.get(process_id) {
-                Some(rx) if rx.has_changed().is_ok() => Some(rx.clone()),
-                Some(_) => {
-                    running.remove(process_id);
-                    None
-                }
-                None => None,
-            }
-        };
+        // A finished start's entry stays until the next `begin` prunes it; it never waits.
+        let waiting = lock(&self.running).get(process_id).cloned();
         if let Some(mut rx) = waiting {
-            // No value is ever sent: this returns when the start's guard is dropped.
+            // No value is ever sent: this returns when the start's guard is (or was) dropped.
             let _ = rx.changed().await;
         }
     }

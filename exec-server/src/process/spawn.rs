@@ -135,16 +135,15 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
     };
     // The report pipe is passed by number (no pre_exec `dup2`), so std can still use
     // posix_spawn for the launcher instead of a full fork of the server.
-    let spawned = match report {
-        None => inherit::spawn_plain(|| start(cmd))?,
+    match report {
+        None => inherit::spawn_plain(|| start(cmd)),
         Some((report_r, report_w)) => {
             let mut spawned = inherit::spawn_passing(&report_w, || start(cmd))??;
             drop(report_w);
             spawned.report = Some(fdio::register(report_r, Interest::READABLE)?);
-            spawned
+            Ok(spawned)
         }
-    };
-    Ok(spawned)
+    }
 }
 
 fn spawn_pipes(mut cmd: Command, pipe_stdin: bool, own_group: bool) -> Result<Spawned, SpawnError> {

@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 use super::mitm::TestCa;
+use super::upstream::read_body;
 
 pub const ACCOUNT: &str = "acc-1";
 
@@ -135,12 +136,7 @@ async fn serve(req: Request<hyper::body::Incoming>, s: Arc<State>) -> Result<Res
         .get("cookie")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = read_body(req.into_body()).await;
     if path == "/oauth/token" {
         s.refreshes.fetch_add(1, Ordering::SeqCst);
         let delay = s.delay_ms.load(Ordering::SeqCst);

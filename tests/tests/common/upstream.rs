@@ -125,6 +125,11 @@ impl Upstream {
     }
 }
 
+/// A request body read whole (empty if the client broke off).
+pub async fn read_body(body: Incoming) -> Bytes {
+    body.collect().await.map(|b| b.to_bytes()).unwrap_or_default()
+}
+
 async fn serve(
     req: Request<Incoming>,
     log: Arc<Mutex<Vec<Recorded>>>,
@@ -142,12 +147,7 @@ async fn serve(
             )
         })
         .collect();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().to_vec())
-        .unwrap_or_default();
+    let body = read_body(req.into_body()).await.to_vec();
     let recorded = Recorded {
         method,
         path,
